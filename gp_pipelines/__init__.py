@@ -1,0 +1,1 @@
+"""gp_pipelines: a Dagster platform for Cin7 Core merchants."""

@@ -1,0 +1,320 @@
+"""The one HTTP client for Cin7 Core API v2.
+
+Every call goes through `Cin7Client.request`, which knows the API's habits (reference/cin7_core_api.md §2,
+§9): throttling arrives as 429 with `Retry-After: 60 Seconds`, as 503 with a limit message, or as 400 with an
+error list; outages are 5xx or timeouts; error models arrive inside HTTP 200; a wrong path answers with an
+HTML page and status 200; bad credentials are 403 `Incorrect credentials!`. Throttles are waited out, outages
+retried with backoff up to a cap, malformed bodies retried then raised as typed errors, 403 raised at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from gp_pipelines.cin7.errors import (
+    Cin7AuthError,
+    Cin7Error,
+    Cin7RequestError,
+    Cin7ResponseError,
+    Cin7ServerError,
+    Cin7ThrottledError,
+)
+
+LIMIT_MESSAGE = re.compile(r"calls per (60 seconds|minute) API limit|API limit", re.IGNORECASE)
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass
+class CallStats:
+    """What the calls cost: shown as Dagster metadata and in benchmarks."""
+
+    calls: int = 0
+    retries: int = 0
+    throttled: int = 0
+    seconds_waited: float = 0.0
+    by_endpoint: dict[str, int] = field(default_factory=dict)
+
+    def as_metadata(self) -> dict[str, float | int]:
+        return {
+            "api_calls": self.calls,
+            "api_retries": self.retries,
+            "api_throttled": self.throttled,
+            "seconds_waited_for_rate_limit": round(self.seconds_waited, 2),
+        }
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 6  # per call, across throttles and faults
+    backoff_base: float = 1.0  # seconds; doubled per failed attempt
+    backoff_cap: float = 30.0
+    throttle_wait_default: float = 5.0  # when a throttle names no wait (503, 400 forms)
+    throttle_wait_cap: float = 65.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After: 60 Seconds` (Cin7's non-RFC form), `30 sec` or `12` → seconds; None when absent."""
+    if not value:
+        return None
+    match = re.search(r"\d+(\.\d+)?", value)
+    return float(match.group()) if match else None
+
+
+class Cin7Client:
+    """Calls one Cin7 Core account, spreading calls across its application keys."""
+
+    def __init__(
+        self,
+        base_url: str,
+        account_id: str,
+        application_keys: Sequence[str],
+        *,
+        instance: str = "",
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        http: httpx.Client | None = None,
+    ):
+        if not application_keys:
+            raise Cin7AuthError("no application key given", instance=instance)
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.account_id = account_id
+        self.instance = instance
+        self._keys = list(application_keys)
+        self._next_key = 0
+        self._key_free_at = [0.0] * len(self._keys)  # monotonic time each key may be used again
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._http = http or httpx.Client(timeout=timeout)
+        self._owns_http = http is None
+        self.stats = CallStats()
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Cin7Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- key rotation -------------------------------------------------------------------------------
+
+    def _pick_key(self) -> int:
+        """Round-robin over the keys, skipping keys still cooling down after a throttle."""
+        now = time.monotonic()
+        count = len(self._keys)
+        for offset in range(count):
+            index = (self._next_key + offset) % count
+            if self._key_free_at[index] <= now:
+                self._next_key = (index + 1) % count
+                return index
+        index = min(range(count), key=lambda i: self._key_free_at[i])
+        wait = self._key_free_at[index] - now
+        self._wait(wait)
+        self._next_key = (index + 1) % count
+        return index
+
+    def _wait(self, seconds: float) -> None:
+        if seconds > 0:
+            self.stats.seconds_waited += seconds
+            self._sleep(seconds)
+
+    # -- calls --------------------------------------------------------------------------------------
+
+    def get(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self.request("GET", endpoint, params=params)
+
+    def post(self, endpoint: str, body: Any) -> Any:
+        return self.request("POST", endpoint, body=body)
+
+    def put(self, endpoint: str, body: Any) -> Any:
+        return self.request("PUT", endpoint, body=body)
+
+    def delete(self, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self.request("DELETE", endpoint, params=params)
+
+    def request(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> Any:
+        """One logical call: retried through throttles and faults; returns the parsed JSON body."""
+        url = self.base_url + endpoint.lstrip("/")
+        last_problem: Cin7Error | None = None
+        for attempt in range(1, self.retry.max_attempts + 1):
+            key_index = self._pick_key()
+            headers = {
+                "api-auth-accountid": self.account_id,
+                "api-auth-applicationkey": self._keys[key_index],
+                "Accept": "application/json",
+            }
+            self.stats.calls += 1
+            self.stats.by_endpoint[endpoint] = self.stats.by_endpoint.get(endpoint, 0) + 1
+            if attempt > 1:
+                self.stats.retries += 1
+            try:
+                response = self._http.request(
+                    method, url, params=_clean_params(params), json=body, headers=headers
+                )
+            except httpx.TimeoutException as exc:
+                last_problem = Cin7ServerError(
+                    f"timed out ({type(exc).__name__})", instance=self.instance, endpoint=endpoint
+                )
+                self._wait(self._backoff(attempt))
+                continue
+            except httpx.TransportError as exc:
+                last_problem = Cin7ServerError(
+                    f"connection failed: {exc}", instance=self.instance, endpoint=endpoint
+                )
+                self._wait(self._backoff(attempt))
+                continue
+
+            outcome = self._classify(response, endpoint)
+            if isinstance(outcome, _Throttle):
+                self.stats.throttled += 1
+                self._key_free_at[key_index] = time.monotonic() + outcome.wait
+                last_problem = Cin7ThrottledError(
+                    f"throttled ({response.status_code}); waited out {self.retry.max_attempts} times",
+                    instance=self.instance,
+                    endpoint=endpoint,
+                    status=response.status_code,
+                )
+                continue
+            if isinstance(outcome, _Retryable):
+                last_problem = outcome.error
+                self._wait(self._backoff(attempt))
+                continue
+            return outcome.value
+        assert last_problem is not None
+        raise last_problem
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.retry.backoff_cap, self.retry.backoff_base * 2 ** (attempt - 1))
+
+    def _classify(self, response: httpx.Response, endpoint: str) -> _Outcome:
+        status = response.status_code
+        text = response.text
+        where = {"instance": self.instance, "endpoint": endpoint, "status": status}
+        if status == 403:
+            raise Cin7AuthError(
+                f"credentials rejected ({text.strip()[:80] or '403'}): check the account id and the "
+                "application key variables in the config",
+                **where,
+            )
+        if status == 429 or (status in (503, 400) and LIMIT_MESSAGE.search(text)):
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            if wait is None:
+                wait = parse_retry_after(response.headers.get("x-ratelimit-reset"))
+            if wait is None:
+                wait = self.retry.throttle_wait_default
+            return _Throttle(min(wait, self.retry.throttle_wait_cap))
+        if status >= 500:
+            return _Retryable(Cin7ServerError(f"server error: {text.strip()[:200]}", **where))
+        content_type = response.headers.get("content-type", "")
+        if "html" in content_type or text.lstrip().startswith("<"):
+            # Cin7 answers a wrong path with a 200 HTML page; an outage page looks the same.
+            return _Retryable(
+                Cin7ResponseError("received an HTML page instead of JSON (wrong endpoint?)", **where)
+            )
+        if status >= 400:
+            raise Cin7RequestError(_error_message(text) or f"HTTP {status}", **where)
+        if not text.strip():
+            return _Done(None)
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return _Retryable(
+                Cin7ResponseError(f"malformed JSON body ({len(text)} bytes, truncated?)", **where)
+            )
+        message = _error_in_body(value)
+        if message is not None:
+            return _Retryable(Cin7ResponseError(f"error inside HTTP 200: {message}", **where))
+        return _Done(value)
+
+    # -- paging -------------------------------------------------------------------------------------
+
+    def paginate(
+        self,
+        endpoint: str,
+        list_key: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield each page's records. Stops by `Total` arithmetic, or on a short page where `Total` is absent."""
+        page = 1
+        while True:
+            body = self.get(endpoint, {**(params or {}), "Page": page, "Limit": page_size})
+            if not isinstance(body, dict) or not isinstance(body.get(list_key, []), list):
+                raise Cin7ResponseError(
+                    f"expected an object with a '{list_key}' list", instance=self.instance, endpoint=endpoint
+                )
+            records = body.get(list_key) or []
+            yield records
+            total = body.get("Total")
+            if total is not None:
+                if page >= math.ceil(int(total) / page_size):
+                    return
+            elif len(records) < page_size:
+                return
+            if not records:
+                return
+            page += 1
+
+
+@dataclass
+class _Done:
+    value: Any
+
+
+@dataclass
+class _Throttle:
+    wait: float
+
+
+@dataclass
+class _Retryable:
+    error: Cin7Error
+
+
+_Outcome = _Done | _Throttle | _Retryable
+
+
+def _clean_params(params: Mapping[str, Any] | None) -> dict[str, str] | None:
+    if not params:
+        return None
+    cleaned = {}
+    for name, value in params.items():
+        if value is None:
+            continue
+        cleaned[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return cleaned
+
+
+def _error_in_body(value: Any) -> str | None:
+    """Cin7's error model: `{"ErrorCode": n, "Exception": "..."}`, sometimes wrapped in a list."""
+    candidates = value if isinstance(value, list) else [value]
+    for item in candidates[:1]:
+        if isinstance(item, dict) and "ErrorCode" in item and "Exception" in item:
+            return f"{item['ErrorCode']}: {item['Exception']}"
+    return None
+
+
+def _error_message(text: str) -> str | None:
+    try:
+        return _error_in_body(json.loads(text)) or text.strip()[:300]
+    except ValueError:
+        return text.strip()[:300] or None

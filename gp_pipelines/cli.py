@@ -1,0 +1,183 @@
+"""The `gp-pipelines` command: demo, dev, the database URL, the sandboxes, config checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gp_pipelines import database
+from gp_pipelines.config import ConfigError
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    if args.action == "url":
+        print(database.libpq_url(database.database_url()))
+    elif args.action == "start":
+        server = database.ensure_embedded_server()
+        database.database_url()
+        print(("started" if server.started_here else "already running") + f": {server.pgdata}")
+    elif args.action == "stop":
+        stopped = database.stop_embedded_server(force=args.force)
+        print("stopped" if stopped else "not stopped (not running, or in use: --force stops it anyway)")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from gp_pipelines.config import load_config
+
+    config = load_config()
+    print(f"config: {config.source}")
+    print(f"reporting currency: {config.reporting_currency}")
+    for instance in config.instances:
+        print(f"  {instance.key:<8} {instance.name:<32} {instance.base_url}")
+    missing = config.missing_key_variables()
+    if missing:
+        print("not set in the environment: " + ", ".join(missing), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sandbox_options(args: argparse.Namespace):
+    from gp_pipelines.sandbox.cin7 import SandboxOptions
+
+    return SandboxOptions(
+        seed=args.seed,
+        size=args.size,
+        rate_limit=args.rate_limit,
+        throttle_mode=args.throttle_mode,
+        faults=args.faults or "",
+    )
+
+
+def _cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    from gp_pipelines.sandbox.cin7 import SandboxServer
+    from gp_pipelines.sandbox.local import write_sandbox_config
+
+    server = SandboxServer(_sandbox_options(args), port=args.port).start()
+    try:
+        for instance in server.instances:
+            line = {
+                "instance": instance.key,
+                "base_url": server.base_url,
+                "account_id": instance.account_id,
+                "application_key": instance.application_keys[0],
+            }
+            print(json.dumps(line), flush=True)
+        if args.write_config:
+            env_path = write_sandbox_config(Path(args.write_config), server, args.seed)
+            print(
+                f"# config written to {args.write_config}; keys in {env_path}. Use it with:\n"
+                f"#   set -a; . {env_path}; set +a; GP_CONFIG={args.write_config} gp-pipelines ...",
+                file=sys.stderr,
+                flush=True,
+            )
+        print(f"# Cin7 Core sandbox serving on {server.root_url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+        _wait_for_interrupt()
+    finally:
+        server.stop()
+    return 0
+
+
+def _wait_for_interrupt() -> None:
+    stop = {"now": False}
+
+    def _handler(signum, frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _handler)
+    try:
+        while not stop["now"]:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gp_pipelines.demo import run_demo
+
+    return run_demo(size=args.size, seed=args.seed)
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from gp_pipelines.sandbox.local import local_stack
+
+    project_root = database.project_home().parent
+    with local_stack(sandbox_port=args.sandbox_port, seed=args.seed, size=args.size) as stack:
+        if stack.sandbox is not None:
+            print(f"Cin7 Core sandbox: {stack.sandbox.base_url}")
+        print(f"PostgreSQL: {database.libpq_url(stack.database_url)}")
+        print(f"DAGSTER_HOME: {stack.dagster_home}")
+        workspace = project_root / "workspace.yaml"
+        target = ["-w", str(workspace)] if workspace.exists() else ["-m", "gp_pipelines.definitions"]
+        command = ["dagster", "dev", *target, "-h", "127.0.0.1", "-p", str(args.port)]
+        bin_dir = Path(sys.executable).parent
+        if (bin_dir / "dagster").exists():
+            command[0] = str(bin_dir / "dagster")
+        print("Dagster UI: http://127.0.0.1:%d  (Ctrl-C stops everything started here)" % args.port)
+        process = subprocess.Popen(command, cwd=project_root, env=dict(os.environ))
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gp-pipelines", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the main job for every instance against the sandbox")
+    demo.add_argument("--size", default="small", choices=["small", "medium", "large"])
+    demo.add_argument("--seed", type=int, default=42)
+    demo.set_defaults(func=_cmd_demo)
+
+    dev = commands.add_parser("dev", help="embedded PostgreSQL, the sandbox and the Dagster UI")
+    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    dev.add_argument("--sandbox-port", type=int, default=8765)
+    dev.add_argument("--size", default="small", choices=["small", "medium", "large"])
+    dev.add_argument("--seed", type=int, default=42)
+    dev.set_defaults(func=_cmd_dev)
+
+    db = commands.add_parser("db", help="the platform database")
+    db.add_argument("action", choices=["url", "start", "stop"])
+    db.add_argument("--force", action="store_true", help="stop even while other sessions are connected")
+    db.set_defaults(func=_cmd_db)
+
+    config = commands.add_parser("config", help="validate the config in force and list its instances")
+    config.set_defaults(func=_cmd_config)
+
+    sandbox = commands.add_parser("sandbox", help="local stand-ins for the outside systems")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    serve = sandbox_commands.add_parser("serve", help="serve the Cin7 Core sandbox until Ctrl-C")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--seed", type=int, default=42)
+    serve.add_argument("--size", default="small", choices=["small", "medium", "large"])
+    serve.add_argument("--rate-limit", type=int, default=60, help="calls per 60 s per application key")
+    serve.add_argument("--throttle-mode", default="429", choices=["429", "503", "400"])
+    serve.add_argument("--faults", default="", help="seeded fault schedule, e.g. throttle=0.05,error500=0.02")
+    serve.add_argument("--write-config", metavar="PATH", help="also write a platform config and PATH.env")
+    serve.set_defaults(func=_cmd_sandbox_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, database.DatabaseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The platform config: which Cin7 Core accounts ("instances") to serve, in which currencies.
+
+A YAML file named by `GP_CONFIG`; without it, a built-in config for the local sandbox. The file never holds
+secrets: application keys are named by environment variable and read from the environment at run time.
+Every error names the file, the field and what is wrong, so a typo is fixed in one look.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV = "GP_CONFIG"
+SANDBOX_PORT_ENV = "GP_SANDBOX_PORT"
+SANDBOX_SEED_ENV = "GP_SANDBOX_SEED"
+DEFAULT_SANDBOX_PORT = 8765
+DEFAULT_SANDBOX_SEED = 42
+CIN7_PRODUCTION_URL = "https://inventory.dearsystems.com/ExternalApi/v2/"
+
+_INSTANCE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+class ConfigError(ValueError):
+    """The config cannot be used; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a misspelt field must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstanceConfig(_Strict):
+    key: str = Field(description="Short id used in tables and partition keys, e.g. 'au'")
+    name: str = Field(description="Display name shown in the UI and reports")
+    account_id: str = Field(description="Cin7 Core Account ID (a GUID; not a secret)")
+    application_key_env: list[str] = Field(
+        description="Names of environment variables holding this account's API application keys; "
+        "calls are spread across them"
+    )
+    base_url: str = CIN7_PRODUCTION_URL
+    base_currency: str | None = Field(
+        default=None, description="Expected base currency; checked against GET me when given"
+    )
+    timezone: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key_shape(cls, value: str) -> str:
+        if not _INSTANCE_KEY.match(value):
+            raise ValueError(
+                "must be lowercase letters, digits or '_', start with a letter, at most 31 characters"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_present(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("account_id")
+    @classmethod
+    def _account_guid(cls, value: str) -> str:
+        if not _GUID.match(value):
+            raise ValueError("must be the Account ID GUID shown under Integrations > API in Cin7 Core")
+        return value
+
+    @field_validator("application_key_env")
+    @classmethod
+    def _key_env_names(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one environment variable holding an application key")
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not an environment variable name; put the variable's name here, "
+                    "never the key itself"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("lists the same variable twice")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http(s) URL such as " + CIN7_PRODUCTION_URL)
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("base_currency")
+    @classmethod
+    def _currency_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _CURRENCY.match(value):
+            raise ValueError("must be a three-letter ISO 4217 code such as AUD")
+        return value
+
+
+class PlatformConfig(_Strict):
+    reporting_currency: str = Field(description="The one currency every amount is also reported in")
+    instances: list[InstanceConfig]
+    # Sections that later capabilities fill in; kept as plain mappings until their owners define them.
+    partners: list[dict[str, Any]] = Field(default_factory=list)
+    zoho_analytics: dict[str, Any] | None = None
+    notifications: dict[str, Any] | None = None
+    source: str = Field(default="<built-in sandbox config>", exclude=True)
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _currency_shape(cls, value: str) -> str:
+        if not _CURRENCY.match(value):
+            raise ValueError("must be a three-letter ISO 4217 code such as USD")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_instances(self) -> PlatformConfig:
+        if not self.instances:
+            raise ValueError("instances: list at least one Cin7 Core instance")
+        seen: set[str] = set()
+        for instance in self.instances:
+            if instance.key in seen:
+                raise ValueError(f"instances: key {instance.key!r} is used twice")
+            seen.add(instance.key)
+        return self
+
+    @property
+    def instance_keys(self) -> list[str]:
+        return [instance.key for instance in self.instances]
+
+    def instance(self, key: str) -> InstanceConfig:
+        for instance in self.instances:
+            if instance.key == key:
+                return instance
+        raise ConfigError(f"{self.source}: no instance with key {key!r} (known: {', '.join(self.instance_keys)})")
+
+    def missing_key_variables(self) -> list[str]:
+        """Environment variables the config names that are not set (empty counts as not set)."""
+        return [
+            name
+            for instance in self.instances
+            for name in instance.application_key_env
+            if not os.environ.get(name)
+        ]
+
+
+def _field_path(location: tuple[Any, ...], data: Any) -> str:
+    """Turn a pydantic location like ('instances', 1, 'account_id') into `instances[1] (key 'nz').account_id`."""
+    parts: list[str] = []
+    node = data
+    for item in location:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and item < len(node) and isinstance(node[item], dict):
+                key = node[item].get("key")
+                if key:
+                    label += f" (key {key!r})"
+            parts.append(label)
+        else:
+            parts.append(("." if parts else "") + str(item))
+        node = node[item] if isinstance(node, (list, dict)) and _has(node, item) else None
+    return "".join(parts) or "(top level)"
+
+
+def _has(node: Any, item: Any) -> bool:
+    if isinstance(node, dict):
+        return item in node
+    return isinstance(item, int) and item < len(node)
+
+
+def parse_config(data: Any, source: str) -> PlatformConfig:
+    """Validate an already-parsed YAML document; `source` names it in error messages."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must hold a mapping with 'reporting_currency' and 'instances'")
+    try:
+        return PlatformConfig.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown field (check the spelling)"
+            elif error["type"] == "missing":
+                message = "required field is missing"
+            lines.append(f"  {_field_path(tuple(error['loc']), data)}: {message}")
+        raise ConfigError(f"{source}: invalid config\n" + "\n".join(lines)) from None
+
+
+def load_config_file(path: str | Path) -> PlatformConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} to an existing file)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    return parse_config(data, str(path))
+
+
+def sandbox_key_variable(instance_key: str, index: int) -> str:
+    """Environment variable that holds the sandbox's application key number `index` (1-based)."""
+    return f"GP_SANDBOX_{instance_key.upper()}_KEY_{index}"
+
+
+def builtin_sandbox_config(port: int | None = None, seed: int | None = None) -> PlatformConfig:
+    """The config used when GP_CONFIG is not set: the three sandbox instances au, nz and us."""
+    # Imported here: the sandbox stands beside the product and only the default config needs it.
+    from gp_pipelines.sandbox.cin7 import sandbox_instances
+
+    port = port or int(os.environ.get(SANDBOX_PORT_ENV, DEFAULT_SANDBOX_PORT))
+    if seed is None:
+        seed = int(os.environ.get(SANDBOX_SEED_ENV, DEFAULT_SANDBOX_SEED))
+    base_url = f"http://127.0.0.1:{port}/ExternalApi/v2/"
+    instances = [
+        {
+            "key": inst.key,
+            "name": inst.company,
+            "account_id": inst.account_id,
+            "application_key_env": [
+                sandbox_key_variable(inst.key, i + 1) for i in range(len(inst.application_keys))
+            ],
+            "base_url": base_url,
+            "base_currency": inst.currency,
+            "timezone": inst.timezone,
+        }
+        for inst in sandbox_instances(seed)
+    ]
+    return parse_config({"reporting_currency": "USD", "instances": instances}, "<built-in sandbox config>")
+
+
+def load_config() -> PlatformConfig:
+    """The config in force: the file in GP_CONFIG, else the built-in sandbox config."""
+    path = os.environ.get(CONFIG_ENV)
+    if path:
+        return load_config_file(path)
+    return builtin_sandbox_config()
+
+
+def config_to_yaml(config: PlatformConfig) -> str:
+    return yaml.safe_dump(config.model_dump(exclude_none=True, exclude_defaults=False), sort_keys=False)

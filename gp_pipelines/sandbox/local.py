@@ -1,0 +1,133 @@
+"""The local stack used by `demo`, `dev` and the tests: embedded PostgreSQL, the sandboxes, a Dagster home.
+
+One place starts them, exports the environment the platform reads (sandbox port, application keys,
+DAGSTER_HOME) and stops exactly what it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from gp_pipelines import database
+from gp_pipelines.config import (
+    CONFIG_ENV,
+    SANDBOX_PORT_ENV,
+    SANDBOX_SEED_ENV,
+    PlatformConfig,
+    builtin_sandbox_config,
+    load_config,
+    sandbox_key_variable,
+)
+from gp_pipelines.sandbox.cin7 import SandboxInstance, SandboxOptions, SandboxServer
+
+DAGSTER_STORAGE_ENV = "GP_DAGSTER_STORAGE_URL"
+
+
+def sandbox_environment(instances: list[SandboxInstance], port: int, seed: int) -> dict[str, str]:
+    """The variables that point the built-in config at a running sandbox (its port and its keys)."""
+    env = {SANDBOX_PORT_ENV: str(port), SANDBOX_SEED_ENV: str(seed)}
+    for instance in instances:
+        for index, key in enumerate(instance.application_keys, start=1):
+            env[sandbox_key_variable(instance.key, index)] = key
+    return env
+
+
+def write_sandbox_config(path: Path, server: SandboxServer, seed: int) -> Path:
+    """Write a platform config for the served instances and `PATH.env` with the keys it names."""
+    config = builtin_sandbox_config(port=server.port, seed=seed)
+    document = {
+        "reporting_currency": config.reporting_currency,
+        "instances": [instance.model_dump(exclude_none=True) for instance in config.instances],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "# Written by `gp-pipelines sandbox serve --write-config`: the sandbox's instances.\n"
+        + yaml.safe_dump(document, sort_keys=False),
+        encoding="utf-8",
+    )
+    env_path = path.with_name(path.name + ".env")
+    keys = {
+        name: value
+        for name, value in sandbox_environment(server.instances, server.port, seed).items()
+        if name not in (SANDBOX_PORT_ENV, SANDBOX_SEED_ENV)
+    }
+    env_path.write_text("".join(f"{name}={value}\n" for name, value in keys.items()), encoding="utf-8")
+    env_path.chmod(0o600)
+    return env_path
+
+
+def write_dagster_home(home: Path) -> Path:
+    """A DAGSTER_HOME whose storage is dagster-postgres on the database named by GP_DAGSTER_STORAGE_URL."""
+    home.mkdir(parents=True, exist_ok=True)
+    settings = {
+        # The URL comes from the environment so the file never pins a socket path or a password.
+        "storage": {"postgres": {"postgres_url": {"env": DAGSTER_STORAGE_ENV}}},
+        "telemetry": {"enabled": False},
+        "run_monitoring": {"enabled": True},
+    }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+    return home
+
+
+@dataclass
+class LocalStack:
+    """What `start_local_stack` brought up; `config` is the platform config now in force."""
+
+    config: PlatformConfig
+    database_url: str
+    sandbox: SandboxServer | None
+    dagster_home: Path
+    started_database: bool
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def local_stack(
+    *,
+    sandbox_port: int = 0,
+    seed: int = 42,
+    size: str = "small",
+    sandbox_options: SandboxOptions | None = None,
+) -> Iterator[LocalStack]:
+    """Start (or reuse) embedded PostgreSQL; start the Cin7 sandbox unless GP_CONFIG names real accounts.
+
+    Exports the environment for this process and its children, restores it on exit, and stops what it
+    started: the sandbox always, the embedded server only if this call started it and nobody else uses it.
+    """
+    previous = dict(os.environ)
+    started_database = False
+    server: SandboxServer | None = None
+    try:
+        if not os.environ.get(database.DATABASE_URL_ENV):
+            started_database = database.ensure_embedded_server().started_here
+        database_url = database.database_url()
+        os.environ[DAGSTER_STORAGE_ENV] = database.dagster_storage_url()
+        home = write_dagster_home(database.project_home() / "dagster_home")
+        os.environ["DAGSTER_HOME"] = str(home)
+
+        if not os.environ.get(CONFIG_ENV):
+            options = sandbox_options or SandboxOptions(seed=seed, size=size)
+            server = SandboxServer(options, port=sandbox_port).start()
+            os.environ.update(sandbox_environment(server.instances, server.port, options.seed))
+        config = load_config()
+        missing = config.missing_key_variables()
+        if missing:
+            raise SystemExit(
+                f"{config.source}: these environment variables name application keys but are not set: "
+                + ", ".join(missing)
+            )
+        exported = {name: value for name, value in os.environ.items() if previous.get(name) != value}
+        yield LocalStack(config, database_url, server, home, started_database, exported)
+    finally:
+        if server is not None:
+            server.stop()
+        os.environ.clear()
+        os.environ.update(previous)
+        if started_database:
+            database.stop_embedded_server()
