@@ -119,7 +119,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         bin_dir = Path(sys.executable).parent
         if (bin_dir / "dagster").exists():
             command[0] = str(bin_dir / "dagster")
-        print("Dagster UI: http://127.0.0.1:%d  (Ctrl-C stops everything started here)" % args.port)
+        print(f"Dagster UI: http://127.0.0.1:{args.port}  (Ctrl-C stops everything started here)")
         process = subprocess.Popen(command, cwd=project_root, env=dict(os.environ))
         try:
             return process.wait()

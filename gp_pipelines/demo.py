@@ -50,7 +50,7 @@ def run_demo(size: str = "small", seed: int = 42) -> int:
 
 def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
-    line = "  ".join("{:<%d}" % width for width in widths)
+    line = "  ".join(f"{{:<{width}}}" for width in widths)
     print()
     print(line.format(*header))
     print(line.format(*("-" * width for width in widths)))

@@ -1,0 +1,98 @@
+"""The `gp-pipelines` command as a user runs it: separate processes, real sandbox, real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gp_pipelines.cin7.client import Cin7Client
+from gp_pipelines.config import load_config_file
+
+CLI = [sys.executable, "-m", "gp_pipelines.cli"]
+
+
+def test_db_url_prints_a_url_psql_tools_can_use(pg_server_url):
+    out = subprocess.run([*CLI, "db", "url"], capture_output=True, text=True, timeout=120, check=True)
+    url = out.stdout.strip()
+    assert url.startswith("postgresql://")
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] in ("gp", url.rsplit("/", 1)[-1])
+
+
+def test_sandbox_serve_prints_instances_and_writes_a_working_config(tmp_path):
+    config_path = tmp_path / "sandbox.yaml"
+    proc = subprocess.Popen(
+        [*CLI, "sandbox", "serve", "--port", "0", "--seed", "5", "--write-config", str(config_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        assert [line["instance"] for line in lines] == ["au", "nz", "us"]
+        assert all(set(line) == {"instance", "base_url", "account_id", "application_key"} for line in lines)
+        # The config file holds variable names only; the env file beside it holds the keys.
+        for _ in range(100):
+            if Path(str(config_path) + ".env").exists():
+                break
+            proc.poll()
+            import time
+
+            time.sleep(0.1)
+        env_lines = Path(str(config_path) + ".env").read_text().splitlines()
+        env = dict(line.split("=", 1) for line in env_lines)
+        assert lines[0]["application_key"] not in config_path.read_text()
+        config = load_config_file(config_path)
+        au = config.instance("au")
+        keys = [env[name] for name in au.application_key_env]
+        assert keys[0] == lines[0]["application_key"]
+        with Cin7Client(au.base_url, au.account_id, keys, instance="au") as client:
+            assert client.get("me")["Currency"] == "AUD"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_config_command_names_missing_variables(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "reporting_currency: USD\ninstances:\n  - key: au\n    name: A\n"
+        "    account_id: 3f2504e0-4f89-11d3-9a0c-0305e82c3301\n    application_key_env: [NOT_SET_ANYWHERE_X]\n"
+    )
+    env = {**os.environ, "GP_CONFIG": str(path)}
+    env.pop("NOT_SET_ANYWHERE_X", None)
+    out = subprocess.run([*CLI, "config"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1
+    assert "NOT_SET_ANYWHERE_X" in out.stderr
+
+
+def test_bad_config_exits_with_the_message(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("reporting_currency: dollars\ninstances: []\n")
+    env = {**os.environ, "GP_CONFIG": str(path)}
+    out = subprocess.run([*CLI, "config"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 2
+    assert f"{path}: invalid config" in out.stderr
+    assert "reporting_currency: must be a three-letter" in out.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path):
+    """The demo in a home of its own: its own embedded server, started and stopped by the demo itself."""
+    env = {**os.environ, "GP_HOME": str(tmp_path / "home")}
+    env.pop("GP_CONFIG", None)
+    env.pop("GP_DATABASE_URL", None)
+    out = subprocess.run([*CLI, "demo"], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for company_line in ("au", "nz", "us"):
+        assert any(line.startswith(company_line + " ") for line in out.stdout.splitlines()), out.stdout
+    assert "3 of 3 instances answered" in out.stdout
+    pid_file = tmp_path / "home" / "pgdata" / "postmaster.pid"
+    assert not pid_file.exists(), "the demo left the embedded server it started running"
