@@ -85,14 +85,9 @@ def _cmd_sandbox_serve(args: argparse.Namespace) -> int:
 
 
 def _wait_for_interrupt() -> None:
-    stop = {"now": False}
-
-    def _handler(signum, frame):
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, _handler)
+    _interrupt_on(signal.SIGINT, signal.SIGTERM)
     try:
-        while not stop["now"]:
+        while True:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
@@ -120,16 +115,42 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         if (bin_dir / "dagster").exists():
             command[0] = str(bin_dir / "dagster")
         print(f"Dagster UI: http://127.0.0.1:{args.port}  (Ctrl-C stops everything started here)")
-        process = subprocess.Popen(command, cwd=project_root, env=dict(os.environ))
+        # Started from a script or a background shell, SIGINT may arrive ignored; dagster dev maps SIGTERM to
+        # the SIGINT handler, so the child gets the default back or it could never be stopped.
+        process = subprocess.Popen(
+            command,
+            cwd=project_root,
+            env=dict(os.environ),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        _interrupt_on(signal.SIGINT, signal.SIGTERM)
         try:
             return process.wait()
         except KeyboardInterrupt:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            print("stopping the Dagster UI, the sandbox and what else dev started ...", flush=True)
+            _stop_child(process)
             return 0
+
+
+def _interrupt_on(*signals: int) -> None:
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    for signum in signals:
+        signal.signal(signum, _raise)
+
+
+def _stop_child(process: subprocess.Popen) -> None:
+    """Ask politely (SIGINT lets dagster dev stop its webserver, daemon and code servers), then insist."""
+    steps = ((lambda: process.send_signal(signal.SIGINT), 30), (process.terminate, 10), (process.kill, 10))
+    for send, grace in steps:
+        if process.poll() is not None:
+            return
+        send()
+        try:
+            process.wait(timeout=grace)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            continue
 
 
 def build_parser() -> argparse.ArgumentParser:

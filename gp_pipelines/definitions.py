@@ -18,7 +18,6 @@ def build_definitions(config: PlatformConfig) -> dg.Definitions:
     main_job = dg.define_asset_job(
         MAIN_JOB,
         selection=dg.AssetSelection.assets(*assets),
-        partitions_def=partitions,
         description="Everything for one instance: run it per instance partition (the demo runs all).",
     )
     return dg.Definitions(

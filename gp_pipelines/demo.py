@@ -10,6 +10,9 @@ from gp_pipelines import database
 from gp_pipelines.definitions import MAIN_JOB, build_definitions
 from gp_pipelines.sandbox.local import local_stack
 
+# The step-by-step DEBUG events belong in the Dagster UI; the terminal gets warnings and the summary.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
 
 def run_demo(size: str = "small", seed: int = 42) -> int:
     started = time.monotonic()
@@ -25,7 +28,9 @@ def run_demo(size: str = "small", seed: int = 42) -> int:
         failures = 0
         with dg.DagsterInstance.get() as instance:
             for key in stack.config.instance_keys:
-                result = job.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+                result = job.execute_in_process(
+                    partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_LOGS
+                )
                 if not result.success:
                     failures += 1
                     rows.append((key, "FAILED", "", "", "", result.run_id))

@@ -1,6 +1,5 @@
 """The account asset: proves each instance answers with the right credentials and currency."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -20,13 +20,13 @@ class Cin7ApplicationKey(dg.Config):
 class Cin7Resource(dg.ConfigurableResource):
     """Cin7 Core API access for every configured instance."""
 
-    keys: list[Cin7ApplicationKey]
+    application_keys: list[Cin7ApplicationKey]
     timeout_seconds: float = 30.0
 
     def client(self, instance: str) -> Cin7Client:
-        mine = [key for key in self.keys if key.instance == instance]
+        mine = [key for key in self.application_keys if key.instance == instance]
         if not mine:
-            known = sorted({key.instance for key in self.keys})
+            known = sorted({key.instance for key in self.application_keys})
             raise dg.DagsterInvariantViolationError(f"no Cin7 instance {instance!r}; configured: {known}")
         return Cin7Client(
             mine[0].base_url,
@@ -39,7 +39,7 @@ class Cin7Resource(dg.ConfigurableResource):
 
 def cin7_resource_from_config(config: PlatformConfig) -> Cin7Resource:
     return Cin7Resource(
-        keys=[
+        application_keys=[
             Cin7ApplicationKey(
                 instance=instance.key,
                 account_id=instance.account_id,

@@ -96,3 +96,51 @@ def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path):
     assert "3 of 3 instances answered" in out.stdout
     pid_file = tmp_path / "home" / "pgdata" / "postmaster.pid"
     assert not pid_file.exists(), "the demo left the embedded server it started running"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_dev_serves_the_ui_and_ctrl_c_stops_everything(tmp_path):
+    import signal
+    import time
+
+    import httpx
+
+    env = {**os.environ, "GP_HOME": str(tmp_path / "home")}
+    env.pop("GP_CONFIG", None)
+    env.pop("GP_DATABASE_URL", None)
+    port, sandbox_port = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [*CLI, "dev", "--port", str(port), "--sandbox-port", str(sandbox_port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        info = None
+        while time.monotonic() < deadline and info is None:
+            try:
+                info = httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).json()
+            except httpx.HTTPError:
+                time.sleep(1)
+        assert info and info["dagster_version"].startswith("1.13.")
+        query = {"query": "{ assetNodes { assetKey { path } isPartitioned } }"}
+        nodes = httpx.post(f"http://127.0.0.1:{port}/graphql", json=query, timeout=30).json()["data"]["assetNodes"]
+        assert {"path": ["erp_cache", "me"]} in [node["assetKey"] for node in nodes]
+        assert httpx.get(f"http://127.0.0.1:{sandbox_port}/sandbox/stats", timeout=5).status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+        proc.wait(timeout=90)
+    pid_file = tmp_path / "home" / "pgdata" / "postmaster.pid"
+    assert not pid_file.exists(), "dev left the embedded server it started running"
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2)

@@ -24,7 +24,7 @@ def test_secrets_are_env_references_not_values(monkeypatch):
     monkeypatch.setenv("GP_SANDBOX_AU_KEY_1", "a-secret-value")
     defs = build_definitions(builtin_sandbox_config(port=1))
     resource = defs.resources["cin7"]
-    dumped = str(resource.keys[0].model_dump()) + str(resource._get_non_default_public_field_values())
+    dumped = str(resource.application_keys[0].model_dump()) + str(resource._get_non_default_public_field_values())
     assert "a-secret-value" not in dumped
 
 
@@ -61,4 +61,8 @@ def test_currency_mismatch_fails_the_run(sandbox_env):
         )
     assert not result.success
     [failure] = result.get_step_failure_events()
-    assert "config says base_currency EUR but the account" in failure.step_failure_data.error.message
+    error, messages = failure.step_failure_data.error, []
+    while error is not None:
+        messages.append(error.message)
+        error = error.cause
+    assert any("config says base_currency EUR but the account" in message for message in messages), messages
