@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import sys
 
-from bench import sandbox_bench
+from bench import edi_bench, sandbox_bench
 
-BENCHMARKS = {"sandbox": sandbox_bench.main}
+BENCHMARKS = {"sandbox": sandbox_bench.main, "edi": edi_bench.main}
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHMARKS)
+    as_json = "--json" in argv
+    names = [name for name in argv if name != "--json"] or list(BENCHMARKS)
     for name in names:
         if name not in BENCHMARKS:
             print(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
             return 2
-        BENCHMARKS[name]()
+        BENCHMARKS[name](as_json=as_json)
     return 0
 
 

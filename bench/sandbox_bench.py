@@ -44,9 +44,11 @@ print(json.dumps({
 """
 
 
-def main() -> None:
+def main(as_json: bool = False) -> dict:
     sizes = os.environ.get("GP_BENCH_SIZES", "small,medium,large").split(",")
-    print("== sandbox: start-up, memory, throughput (one fresh process per size) ==")
+    results: dict = {}
+    if not as_json:
+        print("== sandbox: start-up, memory, throughput (one fresh process per size) ==")
     for size in sizes:
         started = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", _CHILD, size], capture_output=True, text=True, timeout=1800)
@@ -55,4 +57,9 @@ def main() -> None:
             continue
         figures = json.loads(out.stdout.strip().splitlines()[-1])
         figures["wall_s"] = round(time.perf_counter() - started, 1)
-        print("  ".join(f"{key}={value}" for key, value in figures.items()), flush=True)
+        results[size] = figures
+        if not as_json:
+            print("  ".join(f"{key}={value}" for key, value in figures.items()), flush=True)
+    if as_json:
+        print(json.dumps(results))
+    return results

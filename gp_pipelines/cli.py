@@ -93,6 +93,18 @@ def _wait_for_interrupt() -> None:
         pass
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    # bench/ lives beside the package in the checkout, not inside it.
+    sys.path.insert(0, str(database.project_home().parent))
+    from bench.__main__ import BENCHMARKS
+
+    if args.name not in BENCHMARKS:
+        print(f"unknown benchmark {args.name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    BENCHMARKS[args.name](as_json=args.json)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gp_pipelines.demo import run_demo
 
@@ -188,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--faults", default="", help="seeded fault schedule, e.g. throttle=0.05,error500=0.02")
     serve.add_argument("--write-config", metavar="PATH", help="also write a platform config and PATH.env")
     serve.set_defaults(func=_cmd_sandbox_serve)
+
+    from gp_pipelines.edi.cli import register as register_edi
+
+    register_edi(commands)
+
+    bench = commands.add_parser("bench", help="run a benchmark from bench/ and print its figures")
+    bench.add_argument("name", help="benchmark name, e.g. edi or sandbox")
+    bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -27,9 +27,11 @@ from gp_pipelines.cin7.errors import (
     Cin7ServerError,
     Cin7ThrottledError,
 )
+from gp_pipelines.cin7.limiter import LocalRateLimiter, RateLimiter, key_fingerprint
 
 LIMIT_MESSAGE = re.compile(r"calls per (60 seconds|minute) API limit|API limit", re.IGNORECASE)
 MAX_PAGE_SIZE = 1000
+_PROCESS_LIMITER = LocalRateLimiter()
 
 
 @dataclass
@@ -82,6 +84,7 @@ class Cin7Client:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         http: httpx.Client | None = None,
+        limiter: RateLimiter | None = None,
     ):
         if not application_keys:
             raise Cin7AuthError("no application key given", instance=instance)
@@ -89,6 +92,9 @@ class Cin7Client:
         self.account_id = account_id
         self.instance = instance
         self._keys = list(application_keys)
+        self._key_ids = [key_fingerprint(account_id, key) for key in self._keys]
+        # Without a shared (PostgreSQL) limiter, at least every client in this process shares one budget.
+        self._limiter = limiter or _PROCESS_LIMITER
         self._next_key = 0
         self._key_free_at = [0.0] * len(self._keys)  # monotonic time each key may be used again
         self.retry = retry or RetryPolicy()
@@ -156,6 +162,7 @@ class Cin7Client:
         last_problem: Cin7Error | None = None
         for attempt in range(1, self.retry.max_attempts + 1):
             key_index = self._pick_key()
+            self.stats.seconds_waited += self._limiter.acquire(self._key_ids[key_index])
             headers = {
                 "api-auth-accountid": self.account_id,
                 "api-auth-applicationkey": self._keys[key_index],

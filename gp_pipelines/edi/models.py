@@ -1,0 +1,314 @@
+"""Typed business content of each transaction set, so automation code never touches segment positions.
+
+Amounts and quantities are `Decimal`; dates are the X12 strings (CCYYMMDD) as sent; product ids keep the
+partner's qualifiers (`{"UP": "012345678905", "VN": "AB-1"}`), in the order they were sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass
+class Party:
+    """An N1 loop: ship-to (ST), bill-to (BT), buyer (BY), vendor (VN), ship-from (SF), warehouse (WH) ..."""
+
+    role: str
+    name: str = ""
+    id_qualifier: str = ""
+    id: str = ""
+    address_lines: list[str] = field(default_factory=list)
+    city: str = ""
+    state: str = ""
+    postal_code: str = ""
+    country: str = ""
+
+
+@dataclass
+class OrderLine:
+    """A PO1 line of an 850 (or 855)."""
+
+    line_number: str
+    quantity: Decimal
+    uom: str
+    unit_price: Decimal | None = None
+    product_ids: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class PurchaseOrder:
+    """850 Purchase Order."""
+
+    SET_ID = "850"
+    po_number: str
+    po_date: str
+    purpose: str = "00"
+    order_type: str = "SA"
+    currency: str = ""
+    references: dict[str, str] = field(default_factory=dict)
+    dates: dict[str, str] = field(default_factory=dict)
+    parties: list[Party] = field(default_factory=list)
+    lines: list[OrderLine] = field(default_factory=list)
+
+
+@dataclass
+class LineStatus:
+    """An ACK segment: IA accepted, IB backordered, IR rejected, IQ quantity changed ..."""
+
+    status: str
+    quantity: Decimal | None = None
+    uom: str = ""
+    date_qualifier: str = ""
+    date: str = ""
+
+
+@dataclass
+class AckLine(OrderLine):
+    statuses: list[LineStatus] = field(default_factory=list)
+
+
+@dataclass
+class PurchaseOrderAck:
+    """855 Purchase Order Acknowledgment."""
+
+    SET_ID = "855"
+    po_number: str
+    po_date: str
+    purpose: str = "00"
+    ack_type: str = "AC"
+    seller_order_number: str = ""
+    ack_date: str = ""
+    parties: list[Party] = field(default_factory=list)
+    lines: list[AckLine] = field(default_factory=list)
+
+
+@dataclass
+class ShipItem:
+    """HL level I: LIN + SN1 (+ PID)."""
+
+    product_ids: dict[str, str]
+    quantity_shipped: Decimal
+    uom: str = "EA"
+    line_number: str = ""
+    quantity_ordered: Decimal | None = None
+    description: str = ""
+
+
+@dataclass
+class Pack:
+    """HL level P (carton) or T (tare/pallet) with its SSCC-18 label (MAN*GM)."""
+
+    sscc: str = ""
+    level: str = "P"
+    items: list[ShipItem] = field(default_factory=list)
+
+
+@dataclass
+class ShipOrder:
+    """HL level O: the purchase order (PRF) shipped, with packs (S-O-P-I) or items directly (S-O-I)."""
+
+    po_number: str
+    po_date: str = ""
+    invoice_number: str = ""
+    packs: list[Pack] = field(default_factory=list)
+    items: list[ShipItem] = field(default_factory=list)
+
+
+@dataclass
+class Shipment:
+    """HL level S: carrier, weight, references and the ship-from/ship-to parties."""
+
+    lading_quantity: Decimal | None = None
+    packaging_code: str = ""
+    weight: Decimal | None = None
+    weight_uom: str = ""
+    carrier_scac: str = ""
+    transport_method: str = ""
+    bill_of_lading: str = ""
+    tracking_number: str = ""
+    shipped_date: str = ""
+    parties: list[Party] = field(default_factory=list)
+
+
+@dataclass
+class ShipNotice:
+    """856 Ship Notice/Manifest (ASN): shipment, order, pack and item levels."""
+
+    SET_ID = "856"
+    shipment_id: str
+    date: str
+    time: str
+    purpose: str = "00"
+    structure_code: str = "0001"
+    shipment: Shipment = field(default_factory=Shipment)
+    orders: list[ShipOrder] = field(default_factory=list)
+
+
+@dataclass
+class Quantity:
+    qualifier: str  # 33 available for sale, 17 on hand, 02 cumulative ...
+    quantity: Decimal
+    uom: str = ""
+
+
+@dataclass
+class InventoryItem:
+    product_ids: dict[str, str]
+    line_number: str = ""
+    description: str = ""
+    quantities: list[Quantity] = field(default_factory=list)
+
+
+@dataclass
+class InventoryAdvice:
+    """846 Inventory Inquiry/Advice."""
+
+    SET_ID = "846"
+    reference: str
+    date: str
+    purpose: str = "00"
+    report_type: str = "SI"
+    parties: list[Party] = field(default_factory=list)
+    items: list[InventoryItem] = field(default_factory=list)
+
+
+@dataclass
+class InvoiceLine:
+    line_number: str
+    quantity: Decimal
+    uom: str
+    unit_price: Decimal
+    product_ids: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class Invoice:
+    """810 Invoice; `total_amount` is TDS01 with its two implied decimals applied."""
+
+    SET_ID = "810"
+    invoice_number: str
+    invoice_date: str
+    po_number: str = ""
+    po_date: str = ""
+    total_amount: Decimal = Decimal(0)
+    parties: list[Party] = field(default_factory=list)
+    lines: list[InvoiceLine] = field(default_factory=list)
+
+
+@dataclass
+class WarehouseOrderLine:
+    line_number: str
+    quantity: Decimal
+    uom: str
+    upc: str = ""
+    product_ids: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class WarehouseShippingOrder:
+    """940 Warehouse Shipping Order (depositor to 3PL)."""
+
+    SET_ID = "940"
+    order_number: str
+    po_number: str = ""
+    status: str = "N"
+    parties: list[Party] = field(default_factory=list)
+    dates: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    carrier_scac: str = ""
+    payment_method: str = ""
+    transport_method: str = ""
+    routing: str = ""
+    lines: list[WarehouseOrderLine] = field(default_factory=list)
+
+
+@dataclass
+class WarehouseAdviceLine:
+    line_number: str
+    status: str
+    quantity_ordered: Decimal | None
+    quantity_shipped: Decimal
+    uom: str
+    quantity_difference: Decimal | None = None
+    upc: str = ""
+    product_ids: dict[str, str] = field(default_factory=dict)
+    lot: str = ""
+    description: str = ""
+    license_plate: str = ""
+
+
+@dataclass
+class WarehouseShippingAdvice:
+    """945 Warehouse Shipping Advice (3PL to depositor); `order_number` is the 940's W0502."""
+
+    SET_ID = "945"
+    order_number: str
+    ship_date: str
+    shipment_id: str = ""
+    po_number: str = ""
+    reporting_code: str = "F"
+    parties: list[Party] = field(default_factory=list)
+    transport_method: str = "M"
+    carrier_scac: str = ""
+    routing: str = ""
+    payment_method: str = ""
+    total_weight: Decimal | None = None
+    weight_uom: str = ""
+    lines: list[WarehouseAdviceLine] = field(default_factory=list)
+
+
+@dataclass
+class ElementError:
+    position: str  # "3" or "3>1" for a component
+    code: str  # AK403
+    reference: str = ""
+    bad_value: str = ""
+
+
+@dataclass
+class SegmentError:
+    segment_id: str
+    position: int
+    code: str = ""  # AK304; empty when only element errors are reported
+    loop_id: str = ""
+    elements: list[ElementError] = field(default_factory=list)
+
+
+@dataclass
+class SetAck:
+    set_id: str
+    control_number: str
+    status: str  # AK501: A, E, R
+    codes: list[str] = field(default_factory=list)  # AK502-AK506
+    segments: list[SegmentError] = field(default_factory=list)
+
+
+@dataclass
+class FunctionalAck:
+    """997 Functional Acknowledgment of one functional group."""
+
+    SET_ID = "997"
+    functional_id: str
+    group_control_number: str
+    status: str  # AK901: A, E, P, R
+    sets_included: int
+    sets_received: int
+    sets_accepted: int
+    group_codes: list[str] = field(default_factory=list)  # AK905-AK909
+    sets: list[SetAck] = field(default_factory=list)
+
+
+Document = (
+    PurchaseOrder
+    | PurchaseOrderAck
+    | ShipNotice
+    | InventoryAdvice
+    | Invoice
+    | WarehouseShippingOrder
+    | WarehouseShippingAdvice
+    | FunctionalAck
+)
