@@ -93,6 +93,55 @@ def _wait_for_interrupt() -> None:
         pass
 
 
+def _date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _cmd_cache_query(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import psycopg
+
+    from gp_pipelines.cin7 import queries
+
+    with psycopg.connect(database.database_url()) as conn:
+        if args.question == "sales":
+            rows = queries.sales_with_sku(
+                conn,
+                args.sku,
+                since=args.since,
+                until=args.until,
+                location=args.location,
+                customer=args.customer,
+                instances=args.instance,
+            )
+        elif args.question == "stock":
+            rows = [
+                row
+                for row in queries.stock_of_sku(conn, args.sku)
+                if not args.instance or row.instance in args.instance
+            ]
+        else:
+            rows = queries.authorised_unshipped_orders(conn, args.instance)
+    records = [dataclasses.asdict(row) for row in rows]
+    if args.json:
+        for record in records:
+            print(json.dumps(record))
+    elif records:
+        header = list(records[0])
+        widths = [max(len(name), *(len(str(record[name])) for record in records)) for name in header]
+        print("  ".join(name.ljust(width) for name, width in zip(header, widths, strict=True)))
+        for record in records:
+            print("  ".join(str(record[name]).ljust(width) for name, width in zip(header, widths, strict=True)))
+    print(f"{len(records)} row(s)", file=sys.stderr)
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     # bench/ lives beside the package in the checkout, not inside it.
     sys.path.insert(0, str(database.project_home().parent))
@@ -101,7 +150,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.name not in BENCHMARKS:
         print(f"unknown benchmark {args.name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    BENCHMARKS[args.name](as_json=args.json)
+    options = {"size": args.size} if args.size else {}
+    BENCHMARKS[args.name](as_json=args.json, **options)
     return 0
 
 
@@ -201,13 +251,35 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--write-config", metavar="PATH", help="also write a platform config and PATH.env")
     serve.set_defaults(func=_cmd_sandbox_serve)
 
+    cache = commands.add_parser("cache", help="ask the ERP cache (indexed SQL on the JSONB records)")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    query = cache_commands.add_parser("query", help="run one of the cache queries")
+    questions = query.add_subparsers(dest="question", required=True)
+    sales = questions.add_parser("sales", help="sales with a SKU, optionally shipped from a location, for a customer")
+    sales.add_argument("--sku", required=True)
+    sales.add_argument("--since", type=_date, help="first order date (default: 12 months ago)")
+    sales.add_argument("--until", type=_date, help="day after the last order date (default: tomorrow)")
+    sales.add_argument("--location", help="shipped from this location (name)")
+    sales.add_argument("--customer", help="customer name or CustomerID")
+    stock = questions.add_parser("stock", help="stock of a SKU across instances, locations, bins and batches")
+    stock.add_argument("--sku", required=True)
+    questions.add_parser("unshipped", help="authorised orders not yet shipped")
+    for question in (sales, stock, questions.choices["unshipped"]):
+        question.add_argument("--instance", action="append", help="only this instance (repeatable)")
+        question.add_argument("--json", action="store_true", help="one JSON object per line")
+        question.set_defaults(func=_cmd_cache_query)
+
+    from gp_pipelines.cin7.sync_cli import register as register_sync
     from gp_pipelines.edi.cli import register as register_edi
+
+    register_sync(commands)
 
     register_edi(commands)
 
     bench = commands.add_parser("bench", help="run a benchmark from bench/ and print its figures")
     bench.add_argument("name", help="benchmark name, e.g. edi or sandbox")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    bench.add_argument("--size", choices=["small", "medium", "large"], help="sandbox size (sync benchmark)")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 CONFIG_ENV = "GP_CONFIG"
 SANDBOX_PORT_ENV = "GP_SANDBOX_PORT"
 SANDBOX_SEED_ENV = "GP_SANDBOX_SEED"
+SANDBOX_RATE_LIMIT_ENV = "GP_SANDBOX_RATE_LIMIT"
+CIN7_CALLS_PER_MINUTE = 60
 DEFAULT_SANDBOX_PORT = 8765
 DEFAULT_SANDBOX_SEED = 42
 CIN7_PRODUCTION_URL = "https://inventory.dearsystems.com/ExternalApi/v2/"
@@ -50,14 +52,19 @@ class InstanceConfig(_Strict):
         default=None, description="Expected base currency; checked against GET me when given"
     )
     timezone: str | None = None
+    calls_per_minute: int = Field(
+        default=CIN7_CALLS_PER_MINUTE - 2,
+        ge=1,
+        le=100_000,
+        description="Budget per application key; stays just under Cin7's 60 a minute. Raise it only for a "
+        "sandbox whose limit is raised",
+    )
 
     @field_validator("key")
     @classmethod
     def _key_shape(cls, value: str) -> str:
         if not _INSTANCE_KEY.match(value):
-            raise ValueError(
-                "must be lowercase letters, digits or '_', start with a letter, at most 31 characters"
-            )
+            raise ValueError("must be lowercase letters, digits or '_', start with a letter, at most 31 characters")
         return value
 
     @field_validator("name")
@@ -82,8 +89,7 @@ class InstanceConfig(_Strict):
         for name in value:
             if not _ENV_NAME.match(name):
                 raise ValueError(
-                    f"{name!r} is not an environment variable name; put the variable's name here, "
-                    "never the key itself"
+                    f"{name!r} is not an environment variable name; put the variable's name here, never the key itself"
                 )
         if len(set(value)) != len(value):
             raise ValueError("lists the same variable twice")
@@ -144,10 +150,7 @@ class PlatformConfig(_Strict):
     def missing_key_variables(self) -> list[str]:
         """Environment variables the config names that are not set (empty counts as not set)."""
         return [
-            name
-            for instance in self.instances
-            for name in instance.application_key_env
-            if not os.environ.get(name)
+            name for instance in self.instances for name in instance.application_key_env if not os.environ.get(name)
         ]
 
 
@@ -216,26 +219,32 @@ def sandbox_key_variable(instance_key: str, index: int) -> str:
     return f"GP_SANDBOX_{instance_key.upper()}_KEY_{index}"
 
 
-def builtin_sandbox_config(port: int | None = None, seed: int | None = None) -> PlatformConfig:
-    """The config used when GP_CONFIG is not set: the three sandbox instances au, nz and us."""
+def builtin_sandbox_config(
+    port: int | None = None, seed: int | None = None, rate_limit: int | None = None
+) -> PlatformConfig:
+    """The config used when GP_CONFIG is not set: the three sandbox instances au, nz and us.
+
+    `rate_limit` is the sandbox's calls per minute per key (GP_SANDBOX_RATE_LIMIT; Cin7's 60 by default);
+    the platform budgets two below it, as it does against the real API."""
     # Imported here: the sandbox stands beside the product and only the default config needs it.
     from gp_pipelines.sandbox.cin7 import sandbox_instances
 
     port = port or int(os.environ.get(SANDBOX_PORT_ENV, DEFAULT_SANDBOX_PORT))
     if seed is None:
         seed = int(os.environ.get(SANDBOX_SEED_ENV, DEFAULT_SANDBOX_SEED))
+    if rate_limit is None:
+        rate_limit = int(os.environ.get(SANDBOX_RATE_LIMIT_ENV, CIN7_CALLS_PER_MINUTE))
     base_url = f"http://127.0.0.1:{port}/ExternalApi/v2/"
     instances = [
         {
             "key": inst.key,
             "name": inst.company,
             "account_id": inst.account_id,
-            "application_key_env": [
-                sandbox_key_variable(inst.key, i + 1) for i in range(len(inst.application_keys))
-            ],
+            "application_key_env": [sandbox_key_variable(inst.key, i + 1) for i in range(len(inst.application_keys))],
             "base_url": base_url,
             "base_currency": inst.currency,
             "timezone": inst.timezone,
+            "calls_per_minute": max(1, rate_limit - 2),
         }
         for inst in sandbox_instances(seed)
     ]

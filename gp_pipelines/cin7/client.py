@@ -262,24 +262,56 @@ class Cin7Client:
         page_size: int = MAX_PAGE_SIZE,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield each page's records. Stops by `Total` arithmetic, or on a short page where `Total` is absent."""
-        page = 1
+        for page in self.walk_pages(endpoint, list_key, params, page_size=page_size):
+            yield page.records
+
+    def get_page(
+        self,
+        endpoint: str,
+        list_key: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        page: int = 1,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Page:
+        """One page of a list endpoint, with the `Total` the API reported for it (None where it sends none)."""
+        body = self.get(endpoint, {**(params or {}), "Page": page, "Limit": page_size})
+        if not isinstance(body, dict) or not isinstance(body.get(list_key, []), list):
+            raise Cin7ResponseError(
+                f"expected an object with a '{list_key}' list", instance=self.instance, endpoint=endpoint
+            )
+        total = body.get("Total")
+        return Page(page, body.get(list_key) or [], None if total is None else int(total))
+
+    def walk_pages(
+        self,
+        endpoint: str,
+        list_key: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        start_page: int = 1,
+    ) -> Iterator[Page]:
+        """Yield each `Page` (records and `Total`), stopping as `paginate` does."""
+        number = start_page
         while True:
-            body = self.get(endpoint, {**(params or {}), "Page": page, "Limit": page_size})
-            if not isinstance(body, dict) or not isinstance(body.get(list_key, []), list):
-                raise Cin7ResponseError(
-                    f"expected an object with a '{list_key}' list", instance=self.instance, endpoint=endpoint
-                )
-            records = body.get(list_key) or []
-            yield records
-            total = body.get("Total")
-            if total is not None:
-                if page >= math.ceil(int(total) / page_size):
+            page = self.get_page(endpoint, list_key, params, page=number, page_size=page_size)
+            yield page
+            if page.total is not None:
+                if number >= math.ceil(page.total / page_size):
                     return
-            elif len(records) < page_size:
+            elif len(page.records) < page_size:
                 return
-            if not records:
+            if not page.records:
                 return
-            page += 1
+            number += 1
+
+
+@dataclass
+class Page:
+    number: int
+    records: list[dict[str, Any]]
+    total: int | None  # what the API said matches the whole query; None where the endpoint sends no Total
 
 
 @dataclass

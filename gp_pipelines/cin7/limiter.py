@@ -126,7 +126,8 @@ class PostgresRateLimiter:
 
 def ensure_limiter_table(conn: psycopg.Connection) -> None:
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gp.ddl.api_call_log', 0))")
+        # The same lock as every other DDL in the schema (store.create_cache_schema): no CREATE SCHEMA races.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gp.ddl.erp_cache', 0))")
         conn.execute("CREATE SCHEMA IF NOT EXISTS erp_cache")
         conn.execute(
             f"""CREATE TABLE IF NOT EXISTS {PostgresRateLimiter.TABLE} (

@@ -69,19 +69,24 @@ ISSUE_KINDS: dict[str, IssueKind] = {
     "SEGMENT_OUT_OF_ORDER": IssueKind(Level.SEGMENT, "7"),
     # element (AK403)
     "ELEMENT_REQUIRED_MISSING": IssueKind(Level.ELEMENT, "1"),
-    "TOO_MANY_ELEMENTS": IssueKind(Level.ELEMENT, "3", "warning"),
+    "ELEMENT_CONDITIONAL_MISSING": IssueKind(Level.ELEMENT, "2"),  # a P, R, C or L syntax note is broken
+    "TOO_MANY_ELEMENTS": IssueKind(Level.ELEMENT, "3"),
     "ELEMENT_TOO_SHORT": IssueKind(Level.ELEMENT, "4"),
     "ELEMENT_TOO_LONG": IssueKind(Level.ELEMENT, "5"),
     "ELEMENT_INVALID_CHARACTER": IssueKind(Level.ELEMENT, "6"),
     "ELEMENT_INVALID_CODE": IssueKind(Level.ELEMENT, "7"),
     "ELEMENT_INVALID_DATE": IssueKind(Level.ELEMENT, "8"),
     "ELEMENT_INVALID_TIME": IssueKind(Level.ELEMENT, "9"),
+    "ELEMENT_EXCLUSION_VIOLATED": IssueKind(Level.ELEMENT, "10"),  # an E syntax note is broken
+    # a code outside an open list (the codes the platform knows): partner guides decide, so never a rejection
+    "ELEMENT_CODE_UNLISTED": IssueKind(Level.ELEMENT, None, "warning"),
     # business rules, reported on the element that is wrong (AK403 7 = invalid value)
     "HL_ID_SEQUENCE": IssueKind(Level.ELEMENT, "7"),
     "HL_PARENT_UNKNOWN": IssueKind(Level.ELEMENT, "7"),
     "HL_PARENT_ZERO": IssueKind(Level.ELEMENT, None, "warning"),
     "HL_FIRST_NOT_SHIPMENT": IssueKind(Level.ELEMENT, "7"),
     "HL_CHILD_CODE": IssueKind(Level.ELEMENT, "7"),
+    "HL_LEVEL_UNEXPECTED": IssueKind(Level.ELEMENT, "7"),  # level code not allowed by BSN05 under its parent
     "CTT_COUNT_MISMATCH": IssueKind(Level.ELEMENT, "7"),
     "CTT_HASH_MISMATCH": IssueKind(Level.ELEMENT, "7"),
     "TOTAL_MISMATCH": IssueKind(Level.ELEMENT, "7"),

@@ -7,22 +7,87 @@ partner's qualifiers (`{"UP": "012345678905", "VN": "AB-1"}`), in the order they
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+
+
+@dataclass
+class Contact:
+    """A PER segment: function (IC information contact, BD buyer, DC delivery ...), name, and up to three
+    communication numbers by qualifier (`{"TE": "555-0100", "EM": "ops@example.com"}`)."""
+
+    function: str = "IC"
+    name: str = ""
+    numbers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class Party:
-    """An N1 loop: ship-to (ST), bill-to (BT), buyer (BY), vendor (VN), ship-from (SF), warehouse (WH) ..."""
+    """An N1 loop: ship-to (ST), bill-to (BT), buyer (BY), vendor (VN), ship-from (SF), warehouse (WH) ...;
+    `additional_names` are the N2 lines, `contacts` the PER segments."""
 
     role: str
     name: str = ""
     id_qualifier: str = ""
     id: str = ""
+    additional_names: list[str] = field(default_factory=list)
     address_lines: list[str] = field(default_factory=list)
     city: str = ""
     state: str = ""
     postal_code: str = ""
     country: str = ""
+    contacts: list[Contact] = field(default_factory=list)
+
+
+@dataclass
+class CarrierRouting:
+    """A TD5 segment: who carries the goods and how (TD503 is the SCAC when TD502 is 2)."""
+
+    carrier_code: str = ""
+    id_qualifier: str = "2"
+    transport_method: str = ""  # TD504: M motor, U parcel, A air, H customer pickup ...
+    routing: str = ""  # TD505 free-text routing
+    sequence: str = ""  # TD501: O origin carrier, B ...
+    service_level: str = ""  # TD512: ND next day, SE second day, ...
+
+
+@dataclass
+class PaymentTerms:
+    """An ITD segment; `discount_amount` is ITD08 with its two implied decimals applied."""
+
+    type_code: str = ""  # ITD01: 01 basic, 05 discount not applicable, 08 basic discount offered, 14 previously agreed
+    basis_date_code: str = ""  # ITD02: 1 ship date, 2 delivery date, 3 invoice date ...
+    discount_percent: Decimal | None = None
+    discount_due_date: str = ""
+    discount_days: int | None = None
+    net_due_date: str = ""
+    net_days: int | None = None
+    discount_amount: Decimal | None = None
+    description: str = ""
+
+
+@dataclass
+class AllowanceCharge:
+    """A SAC segment: `indicator` A allowance / C charge (N, P, Q, R also exist); `amount` is SAC05 with its two
+    implied decimals applied; `code` is SAC02 (e.g. D240 freight, C310 discount, H850 tax)."""
+
+    indicator: str
+    code: str = ""
+    amount: Decimal | None = None
+    percent_qualifier: str = ""
+    percent: Decimal | None = None
+    rate: Decimal | None = None
+    uom: str = ""
+    quantity: Decimal | None = None
+    handling_code: str = ""  # SAC12: 02 off invoice, 06 charge to be paid by customer ...
+    reference: str = ""
+    description: str = ""
+
+    @property
+    def signed_amount(self) -> Decimal:
+        """What this adds to an invoice total: charges add, allowances subtract, the others count nothing."""
+        if self.amount is None or self.indicator not in ("A", "C"):
+            return Decimal(0)
+        return self.amount if self.indicator == "C" else -self.amount
 
 
 @dataclass
@@ -48,7 +113,10 @@ class PurchaseOrder:
     order_type: str = "SA"
     currency: str = ""
     references: dict[str, str] = field(default_factory=dict)
+    allowances_charges: list[AllowanceCharge] = field(default_factory=list)
+    terms: list[PaymentTerms] = field(default_factory=list)
     dates: dict[str, str] = field(default_factory=dict)
+    carriers: list[CarrierRouting] = field(default_factory=list)
     parties: list[Party] = field(default_factory=list)
     lines: list[OrderLine] = field(default_factory=list)
 
@@ -98,11 +166,13 @@ class ShipItem:
 
 @dataclass
 class Pack:
-    """HL level P (carton) or T (tare/pallet) with its SSCC-18 label (MAN*GM)."""
+    """HL level P (carton) or T (tare/pallet) with its SSCC-18 label (MAN*GM); a tare holds cartons (`packs`,
+    S-O-T-P-I) or items directly."""
 
     sscc: str = ""
     level: str = "P"
     items: list[ShipItem] = field(default_factory=list)
+    packs: list[Pack] = field(default_factory=list)
 
 
 @dataclass
@@ -182,11 +252,18 @@ class InvoiceLine:
     unit_price: Decimal
     product_ids: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    allowances_charges: list[AllowanceCharge] = field(default_factory=list)
+
+    @property
+    def amount(self) -> Decimal:
+        return self.quantity * self.unit_price + sum((ac.signed_amount for ac in self.allowances_charges), Decimal(0))
 
 
 @dataclass
 class Invoice:
-    """810 Invoice; `total_amount` is TDS01 with its two implied decimals applied."""
+    """810 Invoice. TDS amounts carry their two implied decimals applied: `total_amount` is TDS01 (lines plus
+    charges minus allowances, see `computed_total`), `amount_subject_to_discount` TDS02, `discounted_amount`
+    TDS03, `terms_discount_amount` TDS04. `allowances_charges` are the summary SAC loop (freight, handling)."""
 
     SET_ID = "810"
     invoice_number: str
@@ -194,8 +271,20 @@ class Invoice:
     po_number: str = ""
     po_date: str = ""
     total_amount: Decimal = Decimal(0)
+    amount_subject_to_discount: Decimal | None = None
+    discounted_amount: Decimal | None = None
+    terms_discount_amount: Decimal | None = None
     parties: list[Party] = field(default_factory=list)
+    terms: list[PaymentTerms] = field(default_factory=list)
     lines: list[InvoiceLine] = field(default_factory=list)
+    allowances_charges: list[AllowanceCharge] = field(default_factory=list)
+
+    def computed_total(self) -> Decimal:
+        """What TDS01 should say: line amounts (with line allowances/charges) plus summary charges minus
+        summary allowances, rounded to cents."""
+        total = sum((line.amount for line in self.lines), Decimal(0))
+        total += sum((ac.signed_amount for ac in self.allowances_charges), Decimal(0))
+        return total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 @dataclass

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 
 from gp_pipelines.edi.errors import EdiIssue
 from gp_pipelines.edi.reader import Segment
-from gp_pipelines.edi.specs import ELEMENT_RULES, ElementRule, LoopNode, SegmentNode, SetSpec
+from gp_pipelines.edi.specs import (
+    HL_CHILDREN,
+    HL_STRUCTURES,
+    SEGMENT_SPECS,
+    ElementRule,
+    LoopNode,
+    SegmentNode,
+    SegmentSpec,
+    SetSpec,
+    SyntaxNote,
+)
 
-_DECIMAL = re.compile(r"-?(\d+\.?\d*|\.\d+)\Z")
-_INTEGER = re.compile(r"-?\d+\Z")
+_DECIMAL = re.compile(r"-?(\d+\.?\d*|\.\d+)\Z", re.ASCII)
+_INTEGER = re.compile(r"-?\d+\Z", re.ASCII)
 _TAG = re.compile(r"[A-Z][A-Z0-9]{1,2}\Z")
 
 
@@ -125,7 +137,11 @@ class StructureValidator:
             self._check_skipped(closed, len(closed.node.children), position, "SE")
 
 
-def _valid_date(value: str, old_version: bool) -> bool:
+@lru_cache(maxsize=4096)
+def valid_date(value: str, old_version: bool = False) -> bool:
+    """CCYYMMDD (and YYMMDD in 003xxx and older versions)."""
+    if not (value.isascii() and value.isdigit()):
+        return False
     try:
         if len(value) == 8:
             date(int(value[:4]), int(value[4:6]), int(value[6:]))
@@ -139,11 +155,14 @@ def _valid_date(value: str, old_version: bool) -> bool:
 
 
 def valid_time(value: str) -> bool:
-    return value.isdigit() and len(value) in (4, 6, 7, 8) and int(value[:2]) < 24 and int(value[2:4]) < 60
-
-
-def valid_date(value: str, old_version: bool = False) -> bool:
-    return value.isdigit() and _valid_date(value, old_version)
+    return (
+        value.isascii()
+        and value.isdigit()
+        and len(value) in (4, 6, 7, 8)
+        and int(value[:2]) < 24
+        and int(value[2:4]) < 60
+        and (len(value) < 6 or int(value[4:6]) < 60)
+    )
 
 
 def _significant_length(rule: ElementRule, value: str) -> int:
@@ -152,27 +171,136 @@ def _significant_length(rule: ElementRule, value: str) -> int:
     return len(value)
 
 
+def _number_fits(value: str, data_type: str, low: int, high: int) -> bool:
+    """Slow path of the numeric types: signs, decimal points and lengths without them."""
+    pattern = _DECIMAL if data_type == "R" else _INTEGER
+    if not pattern.match(value):
+        return False
+    length = len(value) - (value[0] == "-") - ("." in value)
+    return low <= length <= high
+
+
+# -- compiled element checks ----------------------------------------------------------------------------------
+# Most segments are clean, so each segment spec is compiled once into a Python function that only answers "is
+# this segment clean?" with inlined type, length, code-list and syntax-note tests; the detailed (slower) check
+# below runs only for the segments that are not.
+def _value_test(rule: ElementRule, name: str, constants: dict) -> str:
+    low, high, data_type = rule.min_length, rule.max_length, rule.data_type
+    if rule.codes is not None:
+        key = f"C{len(constants)}"
+        constants[key] = rule.codes
+        return f"{name} in {key} and {low} <= len({name}) <= {high}"
+    if data_type == "R" or data_type[0] == "N":
+        # Fast path for plain unsigned integers; anything else (signs, points) goes through the regex.
+        digits = f"({name}.isdigit() and {name}.isascii() and {low} <= len({name}) <= {high})"
+        return f"({digits} or _number_fits({name}, {data_type!r}, {low}, {high}))"
+    if data_type == "DT":
+        return f"_valid_date({name}, old)"
+    if data_type == "TM":
+        return f"_valid_time({name})"
+    return f"{low} <= len({name}) <= {high}"
+
+
+def compile_segment(spec: SegmentSpec):
+    """A function `(elements, old_version) -> bool`: True when the segment breaks no rule of `spec`.
+
+    Syntax notes are those of 004010: for older versions (`old_version`) they are not checked."""
+    constants: dict = {}
+    count = spec.max_elements
+    lines = ["def clean(e, old):", "    n = len(e)", f"    if n > {count + 1}: return False"]
+    noted = {position for note in spec.notes for position in note.positions}
+    for rule in spec.elements:
+        i = rule.position
+        name = f"v{i}"
+        test = _value_test(rule, name, constants)
+        if rule.required:
+            lines.append(f"    {name} = e[{i}] if n > {i} else ''")
+            lines.append(f"    if not {name} or not ({test}): return False")
+        elif i in noted:
+            lines.append(f"    {name} = e[{i}] if n > {i} else ''")
+            lines.append(f"    if {name} and not ({test}): return False")
+        else:
+            lines.append(f"    if n > {i}:")
+            lines.append(f"        {name} = e[{i}]")
+            lines.append(f"        if {name} and not ({test}): return False")
+    if spec.notes:
+        lines.append("    if old: return True")
+    for note in spec.notes:
+        present = [f"bool(v{p})" for p in note.positions]
+        if note.kind == "P":
+            test = f"len({{{', '.join(present)}}}) == 1"
+        elif note.kind == "R":
+            test = " or ".join(present)
+        elif note.kind == "C":
+            test = f"not {present[0]} or ({' and '.join(present[1:])})"
+        elif note.kind == "L":
+            test = f"not {present[0]} or ({' or '.join(present[1:])})"
+        else:
+            test = f"({' + '.join(present)}) <= 1"
+        lines.append(f"    if not ({test}): return False")
+    lines.append("    return True")
+    namespace = {"_valid_date": valid_date, "_valid_time": valid_time, "_number_fits": _number_fits, **constants}
+    exec("\n".join(lines), namespace)
+    return namespace["clean"]
+
+
+CLEAN_CHECKS = {tag: compile_segment(spec) for tag, spec in SEGMENT_SPECS.items()}
+
+
 def check_elements(segment: Segment, position: int, old_version: bool) -> list[EdiIssue]:
-    """Element rules of one segment (mandatory, length, type, code list)."""
+    """Element rules of one segment (count, mandatory, type, length, code list, syntax notes)."""
+    spec = SEGMENT_SPECS.get(segment.tag)
+    if spec is None:
+        return []
     issues = []
     elements = segment.elements
     count = len(elements)
-    for rule in ELEMENT_RULES.get(elements[0], ()):
+    tag = segment.tag
+
+    def issue(code: str, element: int, text: str) -> None:
+        issues.append(
+            EdiIssue(
+                code,
+                f"{tag}{element:02d} {text}",
+                segment_id=tag,
+                segment_position=position,
+                element_position=element,
+            )
+        )
+
+    if count - 1 > spec.max_elements:
+        issue("TOO_MANY_ELEMENTS", spec.max_elements + 1,
+              f"and later: {tag} has {count - 1} elements, the standard defines {spec.max_elements}")  # fmt: skip
+    present = {i for i in range(1, min(count, spec.max_elements + 1)) if elements[i]}
+    for rule in spec.elements:
         value = elements[rule.position] if rule.position < count else ""
         problem = _element_problem(rule, value, old_version) if value or rule.required else None
         if problem:
-            code, text = problem
-            name = f"{segment.tag}{rule.position:02d}"
-            issues.append(
-                EdiIssue(
-                    code,
-                    f"{name} {text}",
-                    segment_id=segment.tag,
-                    segment_position=position,
-                    element_position=rule.position,
-                )
-            )
+            issue(problem[0], rule.position, problem[1])
+    for note in () if old_version else spec.notes:
+        if note.violated(present):
+            _note_issue(note, present, issue)
     return issues
+
+
+def _note_issue(note: SyntaxNote, present: set[int], issue) -> None:
+    names = ", ".join(f"{p:02d}" for p in note.positions)
+    if note.kind == "E":
+        second = [p for p in note.positions if p in present][1]
+        issue("ELEMENT_EXCLUSION_VIOLATED", second, f"may not be used together with the others of {names} ({note})")
+        return
+    if note.kind == "R":
+        missing, text = note.positions[0], f"or one of elements {names} is required ({note})"
+    elif note.kind == "P":
+        missing = next(p for p in note.positions if p not in present)
+        text = f"is required: elements {names} are used together or not at all ({note})"
+    elif note.kind == "C":
+        missing = next(p for p in note.positions[1:] if p not in present)
+        text = f"is required when element {note.positions[0]:02d} is used ({note})"
+    else:  # L
+        missing = note.positions[1]
+        text = f"or another of {names[4:]} is required when element {note.positions[0]:02d} is used ({note})"
+    issue("ELEMENT_CONDITIONAL_MISSING", missing, text)
 
 
 def _element_problem(rule: ElementRule, value: str, old_version: bool) -> tuple[str, str] | None:
@@ -183,17 +311,22 @@ def _element_problem(rule: ElementRule, value: str, old_version: bool) -> tuple[
         return ("ELEMENT_INVALID_CHARACTER", f"'{value}' is not a decimal number")
     if data_type[0] == "N" and not _INTEGER.match(value):
         return ("ELEMENT_INVALID_CHARACTER", f"'{value}' is not a whole number")
-    if data_type == "DT" and not valid_date(value, old_version):
-        return ("ELEMENT_INVALID_DATE", f"'{value}' is not a valid date (CCYYMMDD)")
-    if data_type == "TM" and not valid_time(value):
-        return ("ELEMENT_INVALID_TIME", f"'{value}' is not a valid time (HHMM[SS])")
-    if rule.codes is not None and value not in rule.codes:
+    if data_type == "DT":
+        if valid_date(value, old_version):
+            return None
+        return ("ELEMENT_INVALID_DATE", f"'{value}' is not a valid date ({'YYMMDD' if old_version else 'CCYYMMDD'})")
+    if data_type == "TM":
+        return None if valid_time(value) else ("ELEMENT_INVALID_TIME", f"'{value}' is not a valid time (HHMM[SS])")
+    unlisted = rule.codes is not None and value not in rule.codes
+    if unlisted and rule.closed:
         return ("ELEMENT_INVALID_CODE", f"'{value}' is not one of {', '.join(sorted(rule.codes))}")
     length = _significant_length(rule, value)
     if length < rule.min_length:
         return ("ELEMENT_TOO_SHORT", f"'{value}' is shorter than {rule.min_length}")
     if length > rule.max_length:
         return ("ELEMENT_TOO_LONG", f"'{value}' is longer than {rule.max_length}")
+    if unlisted:
+        return ("ELEMENT_CODE_UNLISTED", f"'{value}' is not among the codes known for this element")
     return None
 
 
@@ -202,11 +335,14 @@ def _number(value: str) -> float | None:
 
 
 def _check_hierarchy(segments: list[Segment]) -> list[EdiIssue]:
-    """856 HL rules: ids 1, 2, 3...; parents seen before; first HL is the shipment; HL04 agrees with children."""
+    """856 HL rules: ids 1, 2, 3...; parents seen before; first HL is the shipment; HL04 agrees with children;
+    each level sits under a level that the structure named in BSN05 allows (`HL_STRUCTURES`)."""
     issues = []
-    seen: set[str] = set()
+    levels: dict[str, str] = {}
     hl_positions = [(position, segment) for position, segment in enumerate(segments, start=1) if segment.tag == "HL"]
     parents_with_children = {segment[2] for _, segment in hl_positions if segment[2]}
+    structure_code = next((segment[5] for segment in segments[:3] if segment.tag == "BSN"), "")
+    children_allowed = HL_CHILDREN.get(structure_code)
     for ordinal, (position, hl) in enumerate(hl_positions, start=1):
 
         def issue(code: str, message: str, element: int, _pos: int = position) -> None:
@@ -222,12 +358,23 @@ def _check_hierarchy(segments: list[Segment]) -> list[EdiIssue]:
                 issue("HL_PARENT_UNKNOWN", f"first HL has a parent ('{parent}'); it must be the top level", 2)
             if level != "S":
                 issue("HL_FIRST_NOT_SHIPMENT", f"first HL has level '{level}', expected S (shipment)", 3)
-        elif not parent or parent not in seen:
+        elif not parent or parent not in levels:
             issue("HL_PARENT_UNKNOWN", f"HL {hl_id} refers to parent '{parent}', which does not come before it", 2)
+        elif children_allowed is not None:
+            parent_level = levels[parent]
+            allowed = children_allowed.get(parent_level, frozenset())
+            if level not in allowed:
+                expected = ", ".join(sorted(allowed)) or "nothing"
+                issue(
+                    "HL_LEVEL_UNEXPECTED",
+                    f"HL {hl_id} is level '{level}' under a '{parent_level}', but BSN05 {structure_code} "
+                    f"({HL_STRUCTURES[structure_code]}) allows {expected} there",
+                    3,
+                )
         if child_code in ("0", "1") and (child_code == "1") != (hl_id in parents_with_children):
             expected = "1" if hl_id in parents_with_children else "0"
             issue("HL_CHILD_CODE", f"HL {hl_id} has HL04 '{child_code}' but should be {expected}", 4)
-        seen.add(hl_id)
+        levels.setdefault(hl_id, level)
     return issues
 
 
@@ -287,18 +434,26 @@ def _check_totals(spec: SetSpec, segments: list[Segment]) -> list[EdiIssue]:
 
 
 def _check_invoice_total(segments: list[Segment]) -> list[EdiIssue]:
-    """TDS01 (implied 2 decimals) against the line amounts; a warning, as charges and allowances also count."""
+    """TDS01 (implied 2 decimals) against the lines plus charges minus allowances (SAC01 C/A, SAC05 N2, on lines
+    and in the summary); a warning, since partners' rounding and tax conventions differ."""
     position = next((i for i, s in enumerate(segments, start=1) if s.tag == "TDS"), None)
     if position is None or not _INTEGER.match(segments[position - 1][1]):
         return []
-    declared = int(segments[position - 1][1]) / 100
-    lines = sum((_number(s[2]) or 0) * (_number(s[4]) or 0) for s in segments if s.tag == "IT1")
-    if abs(round(lines, 2) - declared) < 0.005 or any(s.tag == "SAC" for s in segments):
+    declared = Decimal(segments[position - 1][1]).scaleb(-2)
+    total = Decimal(0)
+    for segment in segments:
+        if segment.tag == "IT1" and _DECIMAL.match(segment[2]) and _DECIMAL.match(segment[4]):
+            total += Decimal(segment[2]) * Decimal(segment[4])
+        elif segment.tag == "SAC" and segment[1] in ("A", "C") and _INTEGER.match(segment[5]):
+            amount = Decimal(segment[5]).scaleb(-2)
+            total += amount if segment[1] == "C" else -amount
+    total = total.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if abs(total - declared) <= Decimal("0.01"):
         return []
     return [
         EdiIssue(
             "TOTAL_AMOUNT_MISMATCH",
-            f"TDS01 is {declared:.2f} but the lines add up to {lines:.2f}",
+            f"TDS01 is {declared:.2f} but lines, charges and allowances add up to {total:.2f}",
             segment_id="TDS",
             segment_position=position,
             element_position=1,
@@ -315,9 +470,13 @@ def validate_set(spec: SetSpec, segments: list[Segment], version: str = "004010"
     old_version = version[:3] < "004"
     validator = StructureValidator(spec)
     element_issues: list[EdiIssue] = []
+    feed = validator.feed
+    clean_checks = CLEAN_CHECKS
     for position, segment in enumerate(segments, start=1):
-        validator.feed(segment.tag, position)
-        if segment.tag in ELEMENT_RULES:
+        tag = segment.tag
+        feed(tag, position)
+        clean = clean_checks.get(tag)
+        if clean is not None and not clean(segment.elements, old_version):
             element_issues.extend(check_elements(segment, position, old_version))
     validator.finish(len(segments))
     issues = validator.issues + element_issues

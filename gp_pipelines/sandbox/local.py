@@ -18,6 +18,7 @@ from gp_pipelines import database
 from gp_pipelines.config import (
     CONFIG_ENV,
     SANDBOX_PORT_ENV,
+    SANDBOX_RATE_LIMIT_ENV,
     SANDBOX_SEED_ENV,
     PlatformConfig,
     builtin_sandbox_config,
@@ -29,18 +30,24 @@ from gp_pipelines.sandbox.cin7 import SandboxInstance, SandboxOptions, SandboxSe
 DAGSTER_STORAGE_ENV = "GP_DAGSTER_STORAGE_URL"
 
 
-def sandbox_environment(instances: list[SandboxInstance], port: int, seed: int) -> dict[str, str]:
-    """The variables that point the built-in config at a running sandbox (its port and its keys)."""
-    env = {SANDBOX_PORT_ENV: str(port), SANDBOX_SEED_ENV: str(seed)}
-    for instance in instances:
-        for index, key in enumerate(instance.application_keys, start=1):
-            env[sandbox_key_variable(instance.key, index)] = key
-    return env
+def sandbox_environment(instances: list[SandboxInstance], port: int, seed: int, rate_limit: int = 60) -> dict[str, str]:
+    """The variables that point the built-in config at a running sandbox (its port, limit and keys)."""
+    env = {SANDBOX_PORT_ENV: str(port), SANDBOX_SEED_ENV: str(seed), SANDBOX_RATE_LIMIT_ENV: str(rate_limit)}
+    return env | sandbox_key_environment(instances)
+
+
+def sandbox_key_environment(instances: list[SandboxInstance]) -> dict[str, str]:
+    """The application-key variables the built-in config names, with the sandbox's keys."""
+    return {
+        sandbox_key_variable(instance.key, index): key
+        for instance in instances
+        for index, key in enumerate(instance.application_keys, start=1)
+    }
 
 
 def write_sandbox_config(path: Path, server: SandboxServer, seed: int) -> Path:
     """Write a platform config for the served instances and `PATH.env` with the keys it names."""
-    config = builtin_sandbox_config(port=server.port, seed=seed)
+    config = builtin_sandbox_config(port=server.port, seed=seed, rate_limit=server.options.rate_limit)
     document = {
         "reporting_currency": config.reporting_currency,
         "instances": [instance.model_dump(exclude_none=True) for instance in config.instances],
@@ -52,11 +59,7 @@ def write_sandbox_config(path: Path, server: SandboxServer, seed: int) -> Path:
         encoding="utf-8",
     )
     env_path = path.with_name(path.name + ".env")
-    keys = {
-        name: value
-        for name, value in sandbox_environment(server.instances, server.port, seed).items()
-        if name not in (SANDBOX_PORT_ENV, SANDBOX_SEED_ENV)
-    }
+    keys = sandbox_key_environment(server.instances)
     env_path.write_text("".join(f"{name}={value}\n" for name, value in keys.items()), encoding="utf-8")
     env_path.chmod(0o600)
     return env_path
@@ -93,6 +96,7 @@ def local_stack(
     sandbox_port: int = 0,
     seed: int = 42,
     size: str = "small",
+    rate_limit: int = 60,
     sandbox_options: SandboxOptions | None = None,
 ) -> Iterator[LocalStack]:
     """Start (or reuse) embedded PostgreSQL; start the Cin7 sandbox unless GP_CONFIG names real accounts.
@@ -112,9 +116,9 @@ def local_stack(
         os.environ["DAGSTER_HOME"] = str(home)
 
         if not os.environ.get(CONFIG_ENV):
-            options = sandbox_options or SandboxOptions(seed=seed, size=size)
+            options = sandbox_options or SandboxOptions(seed=seed, size=size, rate_limit=rate_limit)
             server = SandboxServer(options, port=sandbox_port).start()
-            os.environ.update(sandbox_environment(server.instances, server.port, options.seed))
+            os.environ.update(sandbox_environment(server.instances, server.port, options.seed, options.rate_limit))
         config = load_config()
         missing = config.missing_key_variables()
         if missing:

@@ -83,3 +83,30 @@ def test_start_failure_names_the_folder(tmp_path, monkeypatch):
         database.ensure_embedded_server()
     assert str(home / "pgdata") in str(caught.value)
     assert database.DATABASE_URL_ENV in str(caught.value)
+
+
+def test_server_is_not_stopped_while_another_process_uses_it(tmp_path, monkeypatch):
+    """A process that attached keeps the server alive, even with no session open, until it exits."""
+    monkeypatch.setenv(database.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.delenv(database.DATABASE_URL_ENV, raising=False)
+    user = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from gp_pipelines import database; database.ensure_embedded_server(); "
+            "print('attached', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert user.stdout.readline().strip() == "attached"
+        assert database.ensure_embedded_server().started_here is False
+        assert database.stop_embedded_server() is False  # the other process still uses it
+        assert database.embedded_server_running()
+    finally:
+        user.stdin.close()
+        user.wait(timeout=60)
+    assert database.stop_embedded_server() is True
+    assert not database.embedded_server_running()

@@ -1,0 +1,116 @@
+"""`gp-pipelines sync [--instance KEY] [--entity NAME]`: the cache sync outside Dagster, for operators and scripts.
+
+The same engine the Dagster assets call (`sync.sync_entity`), for the instances in the config, with calls
+budgeted by the PostgreSQL-backed limiter so a manual sync shares each key's budget with running pipelines.
+Prints one line per (instance, entity); exits 1 if any sync failed, 2 on a usage or config error.
+Also runnable as `python -m gp_pipelines.cin7.sync_cli [options]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from gp_pipelines import database
+from gp_pipelines.cin7.client import Cin7Client
+from gp_pipelines.cin7.entities import ENTITIES, entity
+from gp_pipelines.cin7.errors import Cin7AuthError, Cin7Error
+from gp_pipelines.cin7.limiter import (
+    CIN7_CALLS_PER_WINDOW,
+    DEFAULT_SAFETY_MARGIN,
+    LocalRateLimiter,
+    PostgresRateLimiter,
+    RateLimiter,
+)
+from gp_pipelines.cin7.store import ensure_cache_schema
+from gp_pipelines.cin7.sync import MODES, sync_entity
+from gp_pipelines.config import ConfigError, InstanceConfig, load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--instance", action="append", metavar="KEY",
+                        help="instance key from the config (repeatable; default: every instance)")
+    parser.add_argument("--entity", action="append", metavar="NAME",
+                        help=f"entity to sync (repeatable; default: all): {', '.join(ENTITIES)}")
+    parser.add_argument("--mode", choices=MODES, default="incremental",
+                        help="incremental follows the change feed; full re-reads and reconciles deletions")
+    parser.add_argument("--sweep", type=int, default=None, metavar="N",
+                        help="records to re-verify per entity (default: the engine's share of the run)")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="skip an (instance, entity) another sync is running instead of waiting for it")
+    parser.add_argument("--calls-per-minute", type=int, default=CIN7_CALLS_PER_WINDOW - DEFAULT_SAFETY_MARGIN,
+                        help="budget per application key, shared through PostgreSQL (default: %(default)s; "
+                        "0 = no limiter, for sandboxes and benchmarks)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per sync instead of text")
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `sync` command to a `gp-pipelines` subparsers object."""
+    parser = subparsers.add_parser("sync", help="sync the ERP cache from Cin7 Core outside Dagster",
+                                   description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    parser.set_defaults(func=run_sync_command)
+    return parser
+
+
+def _client(instance: InstanceConfig, limiter: RateLimiter) -> Cin7Client:
+    keys = [os.environ[name] for name in instance.application_key_env]
+    return Cin7Client(instance.base_url, instance.account_id, keys, instance=instance.key, limiter=limiter)
+
+
+def run_sync_command(args: argparse.Namespace) -> int:
+    try:
+        config = load_config()
+        instances = [config.instance(key) for key in (args.instance or config.instance_keys)]
+        entities = [entity(name) for name in (args.entity or list(ENTITIES))]
+    except (ConfigError, KeyError) as exc:
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 2
+    missing = [name for inst in instances for name in inst.application_key_env if not os.environ.get(name)]
+    if missing:
+        print("error: application keys not set in the environment: " + ", ".join(missing), file=sys.stderr)
+        return 2
+    database_url = database.database_url()
+    ensure_cache_schema(database_url)
+    limiter: RateLimiter = (
+        PostgresRateLimiter(database_url, calls=args.calls_per_minute)
+        if args.calls_per_minute > 0
+        else LocalRateLimiter(10**9, 1.0)
+    )
+    failures = 0
+    try:
+        for instance in instances:
+            with _client(instance, limiter) as client:
+                for item in entities:
+                    try:
+                        result = sync_entity(database_url, client, instance.key, item, mode=args.mode,
+                                             sweep=args.sweep, wait_for_lock=not args.no_wait)
+                    except Cin7AuthError as exc:
+                        print(f"{instance.key}: {exc}", file=sys.stderr, flush=True)
+                        failures += 1
+                        break  # every call of this instance would fail the same way
+                    except Cin7Error as exc:
+                        print(f"{instance.key}/{item.name}: failed: {exc}", file=sys.stderr, flush=True)
+                        failures += 1
+                        continue
+                    if args.json:
+                        print(json.dumps(result.as_metadata()), flush=True)
+                    else:
+                        print(result.summary(), flush=True)
+    finally:
+        if isinstance(limiter, PostgresRateLimiter):
+            limiter.close()
+    return 1 if failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gp_pipelines.cin7.sync_cli", description=__doc__)
+    add_arguments(parser)
+    return run_sync_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
