@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import psycopg
@@ -82,7 +83,8 @@ def test_sales_with_sku_location_and_customer_equal_brute_force(cache):
     assert {(row.instance, row.sale_id) for row in found} == expected
     for row in found:
         document = next(d for i, d in truth["sales"] if d["ID"] == row.sale_id)
-        assert row.quantity == pytest.approx(sum(l["Quantity"] for l in document["Order"]["Lines"] if l["SKU"] == sku))
+        ordered = sum(line["Quantity"] for line in document["Order"]["Lines"] if line["SKU"] == sku)
+        assert row.quantity == pytest.approx(ordered)
 
 
 def test_sales_with_sku_date_window_and_sku_only(cache):
@@ -108,7 +110,7 @@ def test_sku_lookup_uses_the_gin_index(cache):
         plan = queries.explain(
             conn,
             "SELECT id FROM erp_cache.sales WHERE payload @> %(c)s::jsonb",
-            {"c": '{"Order": {"Lines": [{"SKU": "%s"}]}}' % sku},
+            {"c": json.dumps({"Order": {"Lines": [{"SKU": sku}]}})},
         )
     finally:
         conn.execute("RESET enable_seqscan")
