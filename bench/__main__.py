@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import edi_bench, sandbox_bench
+from bench import edi_bench, sandbox_bench, sync_bench
 
-BENCHMARKS = {"sandbox": sandbox_bench.main, "edi": edi_bench.main}
+BENCHMARKS = {"sandbox": sandbox_bench.main, "edi": edi_bench.main, "sync": sync_bench.main}
 
 
 def main(argv: list[str]) -> int:

@@ -57,10 +57,11 @@ def _log(as_json: bool, message: str) -> None:
         print(message, flush=True)
 
 
-def _fresh_database() -> str:
+def _fresh_database(size: str) -> str:
     server = database.server_url()
-    database.drop_database(server, BENCH_DATABASE)
-    return database.ensure_database(server, BENCH_DATABASE)
+    name = f"{BENCH_DATABASE}_{size}"
+    database.drop_database(server, name)
+    return database.ensure_database(server, name)
 
 
 def _client(server: SandboxServer, instance: str, keys: list[str] | None = None, **kwargs: Any) -> Cin7Client:
@@ -226,7 +227,7 @@ def main(as_json: bool = False, size: str = "medium") -> dict:
         raise ValueError(f"size must be one of {list(WINDOW_SECONDS)}")
     started = time.perf_counter()
     results: dict[str, Any] = {"size": size}
-    url = _fresh_database()
+    url = _fresh_database(size)
     store.ensure_cache_schema(url)
     _log(as_json, f"== sync benchmark ({size}) ==")
     with SandboxServer(SandboxOptions(seed=SEED, size=size, rate_limit=10**9)) as server:

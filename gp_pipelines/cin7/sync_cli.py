@@ -19,8 +19,6 @@ from gp_pipelines.cin7.client import Cin7Client
 from gp_pipelines.cin7.entities import ENTITIES, entity
 from gp_pipelines.cin7.errors import Cin7AuthError, Cin7Error
 from gp_pipelines.cin7.limiter import (
-    CIN7_CALLS_PER_WINDOW,
-    DEFAULT_SAFETY_MARGIN,
     LocalRateLimiter,
     PostgresRateLimiter,
     RateLimiter,
@@ -41,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="records to re-verify per entity (default: the engine's share of the run)")
     parser.add_argument("--no-wait", action="store_true",
                         help="skip an (instance, entity) another sync is running instead of waiting for it")
-    parser.add_argument("--calls-per-minute", type=int, default=CIN7_CALLS_PER_WINDOW - DEFAULT_SAFETY_MARGIN,
-                        help="budget per application key, shared through PostgreSQL (default: %(default)s; "
-                        "0 = no limiter, for sandboxes and benchmarks)")
+    parser.add_argument("--calls-per-minute", type=int, default=None,
+                        help="budget per application key, shared through PostgreSQL (default: the instance's "
+                        "calls_per_minute from the config; 0 = no limiter, for sandboxes and benchmarks)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per sync instead of text")
 
 
@@ -75,14 +73,13 @@ def run_sync_command(args: argparse.Namespace) -> int:
         return 2
     database_url = database.database_url()
     ensure_cache_schema(database_url)
-    limiter: RateLimiter = (
-        PostgresRateLimiter(database_url, calls=args.calls_per_minute)
-        if args.calls_per_minute > 0
-        else LocalRateLimiter(10**9, 1.0)
-    )
     failures = 0
-    try:
-        for instance in instances:
+    for instance in instances:
+        budget = instance.calls_per_minute if args.calls_per_minute is None else args.calls_per_minute
+        limiter: RateLimiter = (
+            PostgresRateLimiter(database_url, calls=budget) if budget > 0 else LocalRateLimiter(10**9, 1.0)
+        )
+        try:
             with _client(instance, limiter) as client:
                 for item in entities:
                     try:
@@ -100,9 +97,9 @@ def run_sync_command(args: argparse.Namespace) -> int:
                         print(json.dumps(result.as_metadata()), flush=True)
                     else:
                         print(result.summary(), flush=True)
-    finally:
-        if isinstance(limiter, PostgresRateLimiter):
-            limiter.close()
+        finally:
+            if isinstance(limiter, PostgresRateLimiter):
+                limiter.close()
     return 1 if failures else 0
 
 

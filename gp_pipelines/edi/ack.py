@@ -54,7 +54,7 @@ def build_functional_ack(group: GroupHeader, transactions: list[TransactionSet],
     group_errors = [issue for issue in end.issues if issue.is_error and issue.kind.level == Level.GROUP]
     group_codes = list(dict.fromkeys(issue.kind.ack_code for issue in group_errors if issue.kind.ack_code))
     declared = end.declared_set_count
-    included = int(declared) if declared and declared.isdigit() else len(transactions)
+    included = int(declared) if declared and declared.isascii() and declared.isdigit() else len(transactions)
     if group_errors or accepted == 0:
         status = "R"
     elif accepted == len(transactions):

@@ -29,12 +29,12 @@ class Party:
     name: str = ""
     id_qualifier: str = ""
     id: str = ""
-    additional_names: list[str] = field(default_factory=list)
     address_lines: list[str] = field(default_factory=list)
     city: str = ""
     state: str = ""
     postal_code: str = ""
     country: str = ""
+    additional_names: list[str] = field(default_factory=list)
     contacts: list[Contact] = field(default_factory=list)
 
 
@@ -113,12 +113,12 @@ class PurchaseOrder:
     order_type: str = "SA"
     currency: str = ""
     references: dict[str, str] = field(default_factory=dict)
-    allowances_charges: list[AllowanceCharge] = field(default_factory=list)
-    terms: list[PaymentTerms] = field(default_factory=list)
     dates: dict[str, str] = field(default_factory=dict)
-    carriers: list[CarrierRouting] = field(default_factory=list)
     parties: list[Party] = field(default_factory=list)
     lines: list[OrderLine] = field(default_factory=list)
+    allowances_charges: list[AllowanceCharge] = field(default_factory=list)  # header SAC loop
+    terms: list[PaymentTerms] = field(default_factory=list)  # ITD
+    carriers: list[CarrierRouting] = field(default_factory=list)  # TD5
 
 
 @dataclass
@@ -271,12 +271,12 @@ class Invoice:
     po_number: str = ""
     po_date: str = ""
     total_amount: Decimal = Decimal(0)
+    parties: list[Party] = field(default_factory=list)
+    lines: list[InvoiceLine] = field(default_factory=list)
     amount_subject_to_discount: Decimal | None = None
     discounted_amount: Decimal | None = None
     terms_discount_amount: Decimal | None = None
-    parties: list[Party] = field(default_factory=list)
     terms: list[PaymentTerms] = field(default_factory=list)
-    lines: list[InvoiceLine] = field(default_factory=list)
     allowances_charges: list[AllowanceCharge] = field(default_factory=list)
 
     def computed_total(self) -> Decimal:

@@ -81,6 +81,7 @@ class _Interchange:
         self.printable_terminator = terminator not in _NEWLINES
         # CRLF files are split on LF; the CR is stripped from each piece like any other whitespace.
         self.strip = bytes(b for b in _WHITESPACE if b not in (element, component, repetition or -1))
+        self.strip_text = self.strip.decode("latin-1")
         single_bytes = [element, component] + ([repetition] if repetition is not None else [])
         self.latin1_only = any(b >= 0x80 for b in single_bytes)
         text_terminator = terminator.decode("utf-8", "replace") if len(terminator) > 1 else chr(terminator[0])
@@ -198,6 +199,19 @@ class X12Tokenizer:
         text = interchange.decode(cleaned)
         return Segment(text.split(interchange.delimiters.element), offset, interchange.delimiters)
 
+    def _text_segment(self, interchange: _Interchange, piece: str, start: int) -> Segment | None:
+        """`_segment` for an ASCII piece already decoded; the usual shape (one LF after the terminator, no other
+        blanks at the ends, no line breaks inside) takes the short way."""
+        if piece[:1] == "\n" and "\n" in interchange.strip_text:
+            piece = piece[1:]
+            start += 1
+        strip = interchange.strip_text
+        if piece and piece[0] not in strip and piece[-1] not in strip and "\n" not in piece and "\r" not in piece:
+            return Segment(
+                piece.split(interchange.delimiters.element), self._buffer_offset + start, interchange.delimiters
+            )
+        return self._segment(interchange, piece.encode("ascii"), start)
+
     # -- ISA ------------------------------------------------------------------------------------------------
     def _read_isa(self) -> Segment:
         while True:
@@ -297,20 +311,34 @@ class X12Tokenizer:
                 continue
             final = last < 0  # end of file: the rest is one last, unterminated piece
             region_end = len(self._buffer) if final else last
-            pieces = self._buffer[self._pos : region_end].split(terminator)
+            region = self._buffer[self._pos : region_end]
             if final:
-                pieces = pieces[:1]
+                region = region.split(terminator, 1)[0]
+            step = len(terminator)
+            if interchange.printable_terminator and region.isascii():
+                # ASCII: text offsets are byte offsets, so the region is decoded and split once; when every
+                # terminator is followed by one LF (the usual "~\n"), both are split off together.
+                text = region.decode("ascii")
+                separator = interchange.delimiters.segment
+                if "\n" in interchange.strip_text and text.count(separator) == text.count(separator + "\n"):
+                    separator += "\n"
+                    step += 1
+                pieces = text.split(separator)
+                cut = self._text_segment
+            else:
+                pieces = region.split(terminator)
+                cut = self._segment
             piece_start = self._pos
             for piece in pieces:
                 start = piece_start
-                piece_start += len(piece) + len(terminator)
-                segment = self._segment(interchange, piece, start)
+                piece_start += len(piece) + step
+                segment = cut(interchange, piece, start)
                 if segment is None:
                     continue
                 tag = segment.elements[0]
                 if tag.startswith("ISA") and (len(tag) == 3 or not tag[3].isalnum()):
                     # A new interchange without IEA: re-read its delimiters from its own header.
-                    self._pos = start + piece.find(b"ISA")
+                    self._pos = start + piece.find(b"ISA" if isinstance(piece, bytes) else "ISA")
                     self._current = None
                     return
                 yield segment

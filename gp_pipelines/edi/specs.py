@@ -102,6 +102,24 @@ class LoopNode:
     def required(self) -> tuple[int, ...]:
         return tuple(index for index, child in enumerate(self.children) if child.min_use > 0)
 
+    @cached_property
+    def required_after_trigger(self) -> tuple[int, ...]:
+        return tuple(index for index in self.required if index > 0)
+
+    @cached_property
+    def max_uses(self) -> tuple[int, ...]:
+        return tuple(child.max_use for child in self.children)
+
+    @cached_property
+    def is_loop(self) -> tuple[bool, ...]:
+        return tuple(isinstance(child, LoopNode) for child in self.children)
+
+    @cached_property
+    def transitions(self) -> dict[tuple[int, str, bool], tuple[int, tuple[int, ...]]]:
+        """Memo of the structure engine: (last child matched, tag, is root) -> (child index or -1, the required
+        children skipped to get there)."""
+        return {}
+
 
 @dataclass(frozen=True)
 class TotalRule:
@@ -123,6 +141,15 @@ class SetSpec:
     totals: tuple[TotalRule, ...] = ()
     hierarchical: bool = False
     tags: frozenset[str] = field(default_factory=frozenset)
+
+    @cached_property
+    def watched_tags(self) -> frozenset[str]:
+        """Segments the totals and the HL rules read after the structure pass."""
+        watched = {"CTT", "BSN", "HL", "TDS", "IT1", "SAC"} if self.hierarchical or self.set_id == "810" else {"CTT"}
+        watched |= {tag for tag, _ in self.ctt_hash_sources} | ({self.ctt_counts} if self.ctt_counts else set())
+        for rule in self.totals:
+            watched |= {rule.target[0], *(tag for tag, _ in rule.sources)}
+        return frozenset(watched)
 
 
 _TOKEN = re.compile(r"\[|\]|[A-Z][A-Z0-9]{1,2}|\?|\*|\+|\{\d+,\d*\}")
@@ -269,7 +296,7 @@ _SEGMENT_TEXT: dict[str, str] = {
     + "; O AN 1/12 | "
     + " ".join(f"P{n:02d}{n + 1:02d}" for n in range(5, 22, 2)),
     "MEA": "O ID 2/2; O ID 1/3; X R 1/20; X C 1/20; X R 1/20; X R 1/20; O ID 2/2; X ID 2/2; O ID 1/1; O N0 1/2 "
-    "| R03050608",
+    "| R03050608 L07030506",
     "CTT": "M N0 1/6; O R 1/10; X R 1/10; X ID 2/2 @UOM; X R 1/8; X ID 2/2 @UOM; O AN 1/80 | P0304 P0506",
     "TDS": "M N2 1/15; O N2 1/15; O N2 1/15; O N2 1/15",
     "AMT": "M ID 1/3; M R 1/18; O ID 1/1 C,D",

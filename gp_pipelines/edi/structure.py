@@ -34,11 +34,31 @@ class _LoopState:
     def __init__(self, node: LoopNode, position: int = -1) -> None:
         self.node = node
         self.position = position
-        self.counts: dict[int, int] = {}
+        self.counts = [0] * len(node.children)
 
 
 def _child_tag(child: SegmentNode | LoopNode) -> str:
     return child.tag if isinstance(child, SegmentNode) else child.trigger
+
+
+def _next_index(node: LoopNode, position: int, tag: str, is_root: bool) -> tuple[int, tuple[int, ...]]:
+    """The child of `node` that `tag` matches after child `position` (-1: none), and the required children
+    skipped on the way; memoised on the node, since the answer depends on nothing else."""
+    key = (position, tag, is_root)
+    found = node.transitions.get(key)
+    if found is None:
+        index = -1
+        # Inside a loop the trigger is not matched again: a repeated trigger starts the next iteration.
+        start = max(position, 0 if is_root else 1)
+        for candidate in node.positions.get(tag, ()):
+            if candidate >= start:
+                index = candidate
+                break
+        # In a loop the trigger (child 0) has always been counted; only the other required children can lack.
+        required = node.required if is_root else node.required_after_trigger
+        skipped = tuple(r for r in required if max(position, 0) <= r < index) if index != position else ()
+        found = node.transitions[key] = (index, skipped)
+    return found
 
 
 class StructureValidator:
@@ -46,58 +66,65 @@ class StructureValidator:
 
     def __init__(self, spec: SetSpec) -> None:
         self.spec = spec
+        self.tags = spec.tags
         self.issues: list[EdiIssue] = []
         self.stack = [_LoopState(spec.root)]
 
     def _issue(self, code: str, message: str, position: int, tag: str, element: int | None = None) -> None:
         self.issues.append(EdiIssue(code, message, segment_id=tag, segment_position=position, element_position=element))
 
-    def _find(self, state: _LoopState, tag: str) -> int:
-        indices = state.node.positions.get(tag)
-        if indices is None:
-            return -1
-        # Inside a loop the trigger is not matched again: a repeated trigger starts the next iteration.
-        start = max(state.position, 0 if state is self.stack[0] else 1)
-        for index in indices:
-            if index >= start:
-                return index
-        return -1
-
     def _check_skipped(self, state: _LoopState, up_to: int, position: int, tag: str) -> None:
         start = max(state.position, 0)
-        for index in state.node.required:
-            if start <= index < up_to and state.node.children[index].min_use > state.counts.get(index, 0):
-                child = state.node.children[index]
+        node = state.node
+        counts = state.counts
+        for index in node.required:
+            if start <= index < up_to and node.children[index].min_use > counts[index]:
+                child = node.children[index]
                 kind = "loop" if isinstance(child, LoopNode) else "segment"
                 self._issue(
                     "SEGMENT_REQUIRED_MISSING",
-                    f"mandatory {kind} {state.node.child_tags[index]} missing before {tag}",
+                    f"mandatory {kind} {node.child_tags[index]} missing before {tag}",
                     position,
-                    state.node.child_tags[index],
+                    node.child_tags[index],
                 )
 
     def feed(self, segment_tag: str, position: int) -> None:
-        if segment_tag not in self.spec.tags and not _TAG.match(segment_tag):
-            self._issue("SEGMENT_UNRECOGNIZED", f"'{segment_tag}' is not a segment identifier", position, segment_tag)
+        if segment_tag not in self.tags:
+            if not _TAG.match(segment_tag):
+                self._issue(
+                    "SEGMENT_UNRECOGNIZED", f"'{segment_tag}' is not a segment identifier", position, segment_tag
+                )
+            else:
+                self._report_misplaced(segment_tag, position)
             return
-        for depth in range(len(self.stack) - 1, -1, -1):
-            index = self._find(self.stack[depth], segment_tag)
-            if index >= 0:
-                break
-        else:
-            self._report_misplaced(segment_tag, position)
-            return
-        while len(self.stack) - 1 > depth:
-            closed = self.stack.pop()
-            self._check_skipped(closed, len(closed.node.children), position, segment_tag)
-        state = self.stack[depth]
-        child = state.node.children[index]
-        if index != state.position:
+        stack = self.stack
+        depth = len(stack) - 1
+        state = stack[depth]
+        node = state.node
+        found = node.transitions.get((state.position, segment_tag, depth == 0))
+        if found is None:
+            found = _next_index(node, state.position, segment_tag, depth == 0)
+        index, skipped = found
+        while index < 0:
+            depth -= 1
+            if depth < 0:
+                self._report_misplaced(segment_tag, position)
+                return
+            state = stack[depth]
+            node = state.node
+            index, skipped = _next_index(node, state.position, segment_tag, depth == 0)
+        while len(stack) - 1 > depth:
+            closed = stack.pop()
+            if closed.node.required_after_trigger:
+                self._check_skipped(closed, len(closed.node.children), position, segment_tag)
+        if skipped:
             self._check_skipped(state, index, position, segment_tag)
-            state.position = index
-        used = state.counts.get(index, 0) + 1
-        state.counts[index] = used
-        if used > child.max_use:
+        state.position = index
+        counts = state.counts
+        used = counts[index] + 1
+        counts[index] = used
+        if used > node.max_uses[index]:
+            child = node.children[index]
             if isinstance(child, LoopNode):
                 self._issue(
                     "LOOP_OVER_MAX", f"loop {child.name} repeats more than {child.max_use} times", position, segment_tag
@@ -109,10 +136,10 @@ class StructureValidator:
                     position,
                     segment_tag,
                 )
-        if isinstance(child, LoopNode):
-            loop = _LoopState(child, 0)
+        if node.is_loop[index]:
+            loop = _LoopState(node.children[index], 0)
             loop.counts[0] = 1
-            self.stack.append(loop)
+            stack.append(loop)
 
     def _report_misplaced(self, tag: str, position: int) -> None:
         if tag not in self.spec.tags:
@@ -181,70 +208,107 @@ def _number_fits(value: str, data_type: str, low: int, high: int) -> bool:
 
 
 # -- compiled element checks ----------------------------------------------------------------------------------
-# Most segments are clean, so each segment spec is compiled once into a Python function that only answers "is
-# this segment clean?" with inlined type, length, code-list and syntax-note tests; the detailed (slower) check
-# below runs only for the segments that are not.
+# Most segments are clean, so each segment spec is compiled into Python functions that only answer "is this
+# segment clean?", one per element count (a segment with n elements can only break the rules of its first n
+# positions, so absent positions and the syntax notes on them are settled at compile time). The detailed
+# (slower) check below runs only for the segments that are not clean. Functions are compiled on first use.
 def _value_test(rule: ElementRule, name: str, constants: dict) -> str:
     low, high, data_type = rule.min_length, rule.max_length, rule.data_type
+    length = f"len({name}) <= {high}" if low <= 1 else f"{low} <= len({name}) <= {high}"
     if rule.codes is not None:
         key = f"C{len(constants)}"
         constants[key] = rule.codes
-        return f"{name} in {key} and {low} <= len({name}) <= {high}"
+        if all(low <= len(code) <= high for code in rule.codes):
+            return f"{name} in {key}"
+        return f"{name} in {key} and {length}"
     if data_type == "R" or data_type[0] == "N":
         # Fast path for plain unsigned integers; anything else (signs, points) goes through the regex.
-        digits = f"({name}.isdigit() and {name}.isascii() and {low} <= len({name}) <= {high})"
-        return f"({digits} or _number_fits({name}, {data_type!r}, {low}, {high}))"
+        digits = f"{name}.isdigit() and {name}.isascii() and {length}"
+        return f"(({digits}) or _number_fits({name}, {data_type!r}, {low}, {high}))"
     if data_type == "DT":
         return f"_valid_date({name}, old)"
     if data_type == "TM":
         return f"_valid_time({name})"
-    return f"{low} <= len({name}) <= {high}"
+    return length
 
 
-def compile_segment(spec: SegmentSpec):
-    """A function `(elements, old_version) -> bool`: True when the segment breaks no rule of `spec`.
+def _note_test(note: SyntaxNote, count: int) -> str | None:
+    """The note as an expression over v1..v<count> (positions beyond `count` are empty); None: always kept."""
+    present = [f"v{p}" for p in note.positions if p <= count]
+    complete = len(present) == len(note.positions)
+    first, others = note.positions[0], [f"v{p}" for p in note.positions[1:] if p <= count]
+    if note.kind == "P":
+        if not present:
+            return None
+        return " == ".join(f"(not {v})" for v in present) if complete else f"not ({' or '.join(present)})"
+    if note.kind == "R":
+        return " or ".join(present) if present else "False"
+    if note.kind in "CL":
+        if first > count:
+            return None
+        if note.kind == "C":
+            return f"not v{first} or ({' and '.join(others)})" if complete else f"not v{first}"
+        return f"not v{first} or ({' or '.join(others)})" if others else f"not v{first}"
+    if len(present) < 2:  # E
+        return None
+    return f"({' + '.join(f'(not not {v})' for v in present)}) <= 1"
 
-    Syntax notes are those of 004010: for older versions (`old_version`) they are not checked."""
+
+def compile_segment(spec: SegmentSpec, element_count: int):
+    """A function `(elements, old_version) -> bool` for segments with `element_count` elements after the tag:
+    True when the segment breaks no rule of `spec`. Syntax notes are those of 004010: for older versions
+    (`old_version`) they are not checked."""
+    if element_count > spec.max_elements or any(
+        rule.required for rule in spec.elements if rule.position > element_count
+    ):
+        return lambda elements, old: False
     constants: dict = {}
-    count = spec.max_elements
-    lines = ["def clean(e, old):", "    n = len(e)", f"    if n > {count + 1}: return False"]
-    noted = {position for note in spec.notes for position in note.positions}
-    for rule in spec.elements:
-        i = rule.position
-        name = f"v{i}"
+    names = [f"v{position}" for position in range(1, element_count + 1)]
+    lines = ["def clean(e, old):"]
+    if names:
+        lines.append(f"    _, {', '.join(names)}, = e")
+    for rule in spec.elements[:element_count]:
+        name = f"v{rule.position}"
         test = _value_test(rule, name, constants)
         if rule.required:
-            lines.append(f"    {name} = e[{i}] if n > {i} else ''")
             lines.append(f"    if not {name} or not ({test}): return False")
-        elif i in noted:
-            lines.append(f"    {name} = e[{i}] if n > {i} else ''")
+        else:
             lines.append(f"    if {name} and not ({test}): return False")
-        else:
-            lines.append(f"    if n > {i}:")
-            lines.append(f"        {name} = e[{i}]")
-            lines.append(f"        if {name} and not ({test}): return False")
-    if spec.notes:
+    notes = [test for test in (_note_test(note, element_count) for note in spec.notes) if test is not None]
+    if notes:
         lines.append("    if old: return True")
-    for note in spec.notes:
-        present = [f"bool(v{p})" for p in note.positions]
-        if note.kind == "P":
-            test = f"len({{{', '.join(present)}}}) == 1"
-        elif note.kind == "R":
-            test = " or ".join(present)
-        elif note.kind == "C":
-            test = f"not {present[0]} or ({' and '.join(present[1:])})"
-        elif note.kind == "L":
-            test = f"not {present[0]} or ({' or '.join(present[1:])})"
-        else:
-            test = f"({' + '.join(present)}) <= 1"
-        lines.append(f"    if not ({test}): return False")
+        lines.extend(f"    if not ({test}): return False" for test in notes)
     lines.append("    return True")
     namespace = {"_valid_date": valid_date, "_valid_time": valid_time, "_number_fits": _number_fits, **constants}
-    exec("\n".join(lines), namespace)
+    exec("\n".join(lines), namespace)  # the source is generated from the spec tables above
     return namespace["clean"]
 
 
-CLEAN_CHECKS = {tag: compile_segment(spec) for tag, spec in SEGMENT_SPECS.items()}
+# tag -> one slot per element count (index = len(elements), tag included), filled on first use
+CLEAN_TABLES: dict[str, list] = {tag: [None] * (spec.max_elements + 2) for tag, spec in SEGMENT_SPECS.items()}
+
+
+def clean_check(tag: str, length: int):
+    """The compiled check for a `tag` segment of `length` elements (tag included); None for unknown tags."""
+    table = CLEAN_TABLES.get(tag)
+    if table is None:
+        return None
+    if length >= len(table):
+        return _never_clean
+    check = table[length]
+    if check is None:
+        check = table[length] = compile_segment(SEGMENT_SPECS[tag], length - 1)
+    return check
+
+
+def _never_clean(elements: list[str], old: bool) -> bool:
+    return False
+
+
+def is_clean(elements: list[str], old_version: bool = False) -> bool:
+    """True when the segment (elements, tag first) breaks no element rule or syntax note of its spec."""
+    check = clean_check(elements[0], len(elements))
+    return True if check is None else check(elements, old_version)
 
 
 def check_elements(segment: Segment, position: int, old_version: bool) -> list[EdiIssue]:
@@ -334,13 +398,13 @@ def _number(value: str) -> float | None:
     return float(value) if _DECIMAL.match(value) else None
 
 
-def _check_hierarchy(segments: list[Segment]) -> list[EdiIssue]:
+def _check_hierarchy(segments: list[Segment], found: dict[str, list[int]]) -> list[EdiIssue]:
     """856 HL rules: ids 1, 2, 3...; parents seen before; first HL is the shipment; HL04 agrees with children;
     each level sits under a level that the structure named in BSN05 allows (`HL_STRUCTURES`)."""
     issues = []
     levels: dict[str, str] = {}
-    hl_positions = [(position, segment) for position, segment in enumerate(segments, start=1) if segment.tag == "HL"]
-    parents_with_children = {segment[2] for _, segment in hl_positions if segment[2]}
+    hl_positions = [(position, _padded(segments[position - 1], 5)) for position in found.get("HL", ())]
+    parents_with_children = {hl[2] for _, hl in hl_positions if hl[2]}
     structure_code = next((segment[5] for segment in segments[:3] if segment.tag == "BSN"), "")
     children_allowed = HL_CHILDREN.get(structure_code)
     for ordinal, (position, hl) in enumerate(hl_positions, start=1):
@@ -378,12 +442,28 @@ def _check_hierarchy(segments: list[Segment]) -> list[EdiIssue]:
     return issues
 
 
-def _check_totals(spec: SetSpec, segments: list[Segment]) -> list[EdiIssue]:
+def _padded(segment: Segment, size: int) -> list[str]:
+    """The elements of a segment, tag first, with at least `size` elements after the tag."""
+    elements = segment.elements
+    return elements if len(elements) > size else elements + [""] * (size + 1 - len(elements))
+
+
+def _sum(segments: list[Segment], positions: list[int], element: int) -> float:
+    total = 0.0
+    for position in positions:
+        elements = segments[position - 1].elements
+        if len(elements) > element:
+            total += _number(elements[element]) or 0
+    return total
+
+
+def _check_totals(spec: SetSpec, segments: list[Segment], found: dict[str, list[int]]) -> list[EdiIssue]:
     issues = []
-    ctt_position = next((i for i, s in enumerate(segments, start=1) if s.tag == "CTT"), None)
-    if ctt_position is not None and spec.ctt_counts:
+    ctt_positions = found.get("CTT")
+    if ctt_positions and spec.ctt_counts:
+        ctt_position = ctt_positions[0]
         ctt = segments[ctt_position - 1]
-        counted = sum(1 for segment in segments if segment.tag == spec.ctt_counts)
+        counted = len(found.get(spec.ctt_counts, ()))
         declared = _number(ctt[1])
         if declared is not None and declared != counted:
             issues.append(
@@ -397,7 +477,7 @@ def _check_totals(spec: SetSpec, segments: list[Segment]) -> list[EdiIssue]:
             )
         declared_hash = _number(ctt[2])
         if declared_hash is not None and spec.ctt_hash_sources:
-            sums = [_sum(segments, tag, position) for tag, position in spec.ctt_hash_sources]
+            sums = [_sum(segments, found.get(tag, []), position) for tag, position in spec.ctt_hash_sources]
             if not any(abs(total - declared_hash) < 1e-6 for total in sums):
                 sources = " or ".join(f"{tag}{position:02d}" for tag, position in spec.ctt_hash_sources)
                 issues.append(
@@ -412,11 +492,12 @@ def _check_totals(spec: SetSpec, segments: list[Segment]) -> list[EdiIssue]:
                 )
     for rule in spec.totals:
         tag, element = rule.target
-        position = next((i for i, s in enumerate(segments, start=1) if s.tag == tag), None)
+        targets = found.get(tag)
+        position = targets[0] if targets else None
         declared = _number(segments[position - 1][element]) if position else None
         if declared is None:
             continue
-        total = sum(_sum(segments, source, source_element) for source, source_element in rule.sources)
+        total = sum(_sum(segments, found.get(source, []), source_element) for source, source_element in rule.sources)
         if abs(total - declared) > 1e-6:
             sources = " + ".join(f"{source}{source_element:02d}" for source, source_element in rule.sources)
             issues.append(
@@ -461,27 +542,64 @@ def _check_invoice_total(segments: list[Segment]) -> list[EdiIssue]:
     ]
 
 
-def _sum(segments: list[Segment], tag: str, element: int) -> float:
-    return sum(_number(s[element]) or 0 for s in segments if s.tag == tag)
+# Structure issues depend on nothing but the sequence of segment tags, and a partner's system sends the same
+# shapes again and again: the issues of recently seen shapes are kept (bounded in count and in set size, so
+# memory stays flat). `SHAPE_CACHE_SIZE = 0` switches the memo off.
+SHAPE_CACHE_SIZE = 256
+SHAPE_CACHE_MAX_SEGMENTS = 4096
+_shape_cache: dict[tuple[str, str], tuple[tuple, ...]] = {}
+
+
+def _structure_issues(spec: SetSpec, segments: list[Segment]) -> list[EdiIssue]:
+    """The structure pass alone (segment order, loops, repeats, mandatory segments)."""
+    key = None
+    if SHAPE_CACHE_SIZE and len(segments) <= SHAPE_CACHE_MAX_SEGMENTS:
+        key = (spec.set_id, "\x1f".join([segment.tag for segment in segments]))
+        cached = _shape_cache.get(key)
+        if cached is not None:
+            return [EdiIssue(code, message, segment_id=tag, segment_position=position, element_position=element)
+                    for code, message, tag, position, element in cached]  # fmt: skip
+    validator = StructureValidator(spec)
+    feed = validator.feed
+    for position, segment in enumerate(segments, start=1):
+        feed(segment.tag, position)
+    validator.finish(len(segments))
+    if key is not None:
+        if len(_shape_cache) >= SHAPE_CACHE_SIZE:
+            del _shape_cache[next(iter(_shape_cache))]  # the oldest
+        _shape_cache[key] = tuple(
+            (i.code, i.message, i.segment_id, i.segment_position, i.element_position) for i in validator.issues
+        )
+    return validator.issues
 
 
 def validate_set(spec: SetSpec, segments: list[Segment], version: str = "004010") -> list[EdiIssue]:
     """All issues of one transaction set (ST ... SE inclusive) against its spec."""
     old_version = version[:3] < "004"
-    validator = StructureValidator(spec)
     element_issues: list[EdiIssue] = []
-    feed = validator.feed
-    clean_checks = CLEAN_CHECKS
+    tables = CLEAN_TABLES
+    watched = spec.watched_tags
+    found: dict[str, list[int]] = {}  # positions of the segments the totals and the HL rules read
     for position, segment in enumerate(segments, start=1):
         tag = segment.tag
-        feed(tag, position)
-        clean = clean_checks.get(tag)
-        if clean is not None and not clean(segment.elements, old_version):
-            element_issues.extend(check_elements(segment, position, old_version))
-    validator.finish(len(segments))
-    issues = validator.issues + element_issues
+        table = tables.get(tag)
+        if table is not None:
+            elements = segment.elements
+            count = len(elements)
+            check = table[count] if count < len(table) else _never_clean
+            if check is None:
+                check = clean_check(tag, count)
+            if not check(elements, old_version):
+                element_issues.extend(check_elements(segment, position, old_version))
+        if tag in watched:
+            positions = found.get(tag)
+            if positions is None:
+                found[tag] = [position]
+            else:
+                positions.append(position)
+    issues = _structure_issues(spec, segments) + element_issues
     if spec.hierarchical:
-        issues.extend(_check_hierarchy(segments))
-    issues.extend(_check_totals(spec, segments))
+        issues.extend(_check_hierarchy(segments, found))
+    issues.extend(_check_totals(spec, segments, found))
     issues.sort(key=lambda issue: (issue.segment_position or 0, issue.element_position or 0))
     return issues

@@ -82,7 +82,7 @@ Event = InterchangeHeader | GroupHeader | TransactionSet | GroupEnd | Interchang
 
 
 def _same_number(left: str, right: str) -> bool:
-    return left.isdigit() and right.isdigit() and int(left) == int(right)
+    return left.isascii() and right.isascii() and left.isdigit() and right.isdigit() and int(left) == int(right)
 
 
 def _version_of(group: GroupHeader | None) -> str:
@@ -180,7 +180,7 @@ class EnvelopeWalker:
             (fields[14] in ("P", "T", "I"), f"ISA15 usage indicator '{fields[14]}' is not P, T or I"),
             (valid_date(fields[8], old_version=True) and len(fields[8]) == 6, f"ISA09 '{fields[8]}' is not YYMMDD"),
             (valid_time(fields[9]) and len(fields[9]) == 4, f"ISA10 '{fields[9]}' is not HHMM"),
-            (fields[12].isdigit(), f"ISA13 control number '{fields[12]}' is not numeric"),
+            (fields[12].isascii() and fields[12].isdigit(), f"ISA13 control number '{fields[12]}' is not numeric"),
         ]
         for ok, message in checks:
             if not ok:
@@ -243,13 +243,16 @@ class EnvelopeWalker:
                 f"GS04 date '{header.date}' is not {'YYMMDD' if old_version else 'CCYYMMDD'}",
             ),
             (valid_time(header.time), f"GS05 time '{header.time}' is not HHMM[SS]"),
-            (header.control_number.isdigit(), f"GS06 control number '{header.control_number}' is not numeric"),
+            (
+                header.control_number.isascii() and header.control_number.isdigit(),
+                f"GS06 control number '{header.control_number}' is not numeric",
+            ),
             (header.agency in ("X", "T"), f"GS07 agency '{header.agency}' is not X (or T)"),
         ]
         for ok, message in checks:
             if not ok:
                 header.issues.append(self._issue("GS_INVALID_VALUE", message, gs))
-        if not (len(header.version) >= 6 and header.version[:6].isdigit()):
+        if not (len(header.version) >= 6 and header.version[:6].isascii() and header.version[:6].isdigit()):
             header.issues.append(self._issue("GS_VERSION_UNKNOWN", f"GS08 version '{header.version}' is unknown", gs))
         yield header
 

@@ -43,7 +43,6 @@ def cache(module_database_url):
                 for page in client.paginate("ref/productavailability", "ProductAvailabilityList"):
                     truth["availability"].extend((inst.key, row) for row in page)
     with psycopg.connect(module_database_url, autocommit=True) as conn:
-        queries.ensure_query_indexes(conn)
         yield conn, truth
 
 

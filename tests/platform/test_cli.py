@@ -84,17 +84,25 @@ def test_bad_config_exits_with_the_message(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end_and_stops_what_it_started(tmp_path):
+def test_demo_runs_end_to_end_and_stops_what_it_started(isolated_home):
     """The demo in a home of its own: its own embedded server, started and stopped by the demo itself."""
-    env = {**os.environ, "GP_HOME": str(tmp_path / "home")}
+    env = {**os.environ, "GP_HOME": str(isolated_home)}
     env.pop("GP_CONFIG", None)
     env.pop("GP_DATABASE_URL", None)
     out = subprocess.run([*CLI, "demo"], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
-    for company_line in ("au", "nz", "us"):
-        assert any(line.startswith(company_line + " ") for line in out.stdout.splitlines()), out.stdout
-    assert "3 of 3 instances answered" in out.stdout
-    pid_file = tmp_path / "home" / "pgdata" / "postmaster.pid"
+    assert "FAILED" not in out.stdout, out.stdout
+    initial, _, incremental = out.stdout.partition("Incremental sync after a day of trading")
+    assert "Initial load" in initial and incremental, out.stdout
+    for section in (initial, incremental):
+        rows = [line.split() for line in section.splitlines()]
+        entities = {(row[0], row[1]) for row in rows if len(row) == 7 and row[0] in ("au", "nz", "us")}
+        assert {("au", "sales"), ("nz", "sales"), ("us", "sales"), ("us", "product_availability")} <= entities
+        assert len(entities) == 3 * 13
+    # The incremental pass costs far fewer calls than the initial load.
+    calls = [int(line.split()[-3]) for line in out.stdout.splitlines() if line.startswith("total:")]
+    assert len(calls) == 2 and calls[1] < calls[0] / 2, calls
+    pid_file = isolated_home / "pgdata" / "postmaster.pid"
     assert not pid_file.exists(), "the demo left the embedded server it started running"
 
 
@@ -107,13 +115,13 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_dev_serves_the_ui_and_ctrl_c_stops_everything(tmp_path):
+def test_dev_serves_the_ui_and_ctrl_c_stops_everything(isolated_home):
     import signal
     import time
 
     import httpx
 
-    env = {**os.environ, "GP_HOME": str(tmp_path / "home")}
+    env = {**os.environ, "GP_HOME": str(isolated_home)}
     env.pop("GP_CONFIG", None)
     env.pop("GP_DATABASE_URL", None)
     port, sandbox_port = _free_port(), _free_port()
@@ -140,7 +148,7 @@ def test_dev_serves_the_ui_and_ctrl_c_stops_everything(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
         proc.wait(timeout=90)
-    pid_file = tmp_path / "home" / "pgdata" / "postmaster.pid"
+    pid_file = isolated_home / "pgdata" / "postmaster.pid"
     assert not pid_file.exists(), "dev left the embedded server it started running"
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2)

@@ -85,9 +85,9 @@ def test_start_failure_names_the_folder(tmp_path, monkeypatch):
     assert database.DATABASE_URL_ENV in str(caught.value)
 
 
-def test_server_is_not_stopped_while_another_process_uses_it(tmp_path, monkeypatch):
+def test_server_is_not_stopped_while_another_process_uses_it(isolated_home, monkeypatch):
     """A process that attached keeps the server alive, even with no session open, until it exits."""
-    monkeypatch.setenv(database.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(database.HOME_ENV, str(isolated_home))
     monkeypatch.delenv(database.DATABASE_URL_ENV, raising=False)
     user = subprocess.Popen(
         [

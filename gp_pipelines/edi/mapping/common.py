@@ -14,9 +14,10 @@ Row = list[str]  # one segment to write: tag first, then elements
 
 def decimal_or_none(value: str) -> Decimal | None:
     try:
-        return Decimal(value) if value else None
+        number = Decimal(value) if value else None
     except InvalidOperation:
         return None
+    return number if number is None or number.is_finite() else None  # "NaN", "Infinity" are not amounts
 
 
 def decimal_or_zero(value: str) -> Decimal:
