@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import date
 
 import psycopg
@@ -141,3 +144,38 @@ def test_authorised_unshipped_orders(cache):
     assert {(row.instance, row.sale_id) for row in found} == expected
     only_au = queries.authorised_unshipped_orders(conn, ["au"])
     assert {row.instance for row in only_au} == {"au"}
+
+
+def test_cache_query_command_prints_the_same_rows(cache, module_database_url):
+    conn, truth = cache
+    sku, location, customer = _busiest_shipped_sku(truth)
+    env = {**os.environ, "GP_DATABASE_URL": module_database_url}
+    command = [sys.executable, "-m", "gp_pipelines.cli", "cache", "query"]
+    out = subprocess.run(
+        [
+            *command,
+            "sales",
+            "--sku",
+            sku,
+            "--location",
+            location,
+            "--customer",
+            customer,
+            "--since",
+            "2000-01-01",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    printed = {(row["instance"], row["sale_id"]) for row in map(json.loads, out.stdout.splitlines())}
+    expected = queries.sales_with_sku(conn, sku, since=date(2000, 1, 1), location=location, customer=customer)
+    assert printed == {(row.instance, row.sale_id) for row in expected} and printed
+    out = subprocess.run(
+        [*command, "unshipped", "--instance", "nz"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 0
+    assert f"{len(queries.authorised_unshipped_orders(conn, ['nz']))} row(s)" in out.stderr
