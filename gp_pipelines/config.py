@@ -19,6 +19,8 @@ CONFIG_ENV = "GP_CONFIG"
 SANDBOX_PORT_ENV = "GP_SANDBOX_PORT"
 SANDBOX_SEED_ENV = "GP_SANDBOX_SEED"
 SANDBOX_RATE_LIMIT_ENV = "GP_SANDBOX_RATE_LIMIT"
+ECB_SANDBOX_URL_ENV = "GP_ECB_SANDBOX_URL"
+DEFAULT_ECB_SANDBOX_URL = "http://127.0.0.1:8766/stats/eurofxref/"
 CIN7_CALLS_PER_MINUTE = 60
 DEFAULT_SANDBOX_PORT = 8765
 DEFAULT_SANDBOX_SEED = 42
@@ -110,9 +112,42 @@ class InstanceConfig(_Strict):
         return value
 
 
+class FxConfig(_Strict):
+    """Where exchange rates come from: the ECB reference rates (default) or a CSV of the company's own."""
+
+    kind: str = "ecb"
+    base_url: str | None = Field(default=None, description="ECB feeds folder; default the ECB's own")
+    daily_url: str | None = None
+    history_90d_url: str | None = None
+    history_url: str | None = None
+    csv_path: str | None = Field(default=None, description="CSV with date, currency, rate per anchor unit")
+    anchor: str = "EUR"
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in ("ecb", "csv"):
+            raise ValueError("must be 'ecb' or 'csv'")
+        return value
+
+    @field_validator("anchor")
+    @classmethod
+    def _anchor(cls, value: str) -> str:
+        if not _CURRENCY.match(value):
+            raise ValueError("must be a three-letter ISO 4217 code such as EUR")
+        return value
+
+    @model_validator(mode="after")
+    def _csv_needs_path(self) -> FxConfig:
+        if self.kind == "csv" and not self.csv_path:
+            raise ValueError("kind 'csv' needs csv_path")
+        return self
+
+
 class PlatformConfig(_Strict):
     reporting_currency: str = Field(description="The one currency every amount is also reported in")
     instances: list[InstanceConfig]
+    fx: FxConfig = Field(default_factory=FxConfig)
     # Sections that later capabilities fill in; kept as plain mappings until their owners define them.
     partners: list[dict[str, Any]] = Field(default_factory=list)
     zoho_analytics: dict[str, Any] | None = None
@@ -248,7 +283,8 @@ def builtin_sandbox_config(
         }
         for inst in sandbox_instances(seed)
     ]
-    return parse_config({"reporting_currency": "USD", "instances": instances}, "<built-in sandbox config>")
+    fx = {"kind": "ecb", "base_url": os.environ.get(ECB_SANDBOX_URL_ENV, DEFAULT_ECB_SANDBOX_URL)}
+    return parse_config({"reporting_currency": "USD", "instances": instances, "fx": fx}, "<built-in sandbox config>")
 
 
 def load_config() -> PlatformConfig:

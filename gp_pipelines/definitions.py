@@ -4,28 +4,37 @@ import dagster as dg
 
 from gp_pipelines.assets.cache import build_cache_definitions
 from gp_pipelines.assets.partitions import instance_partitions
+from gp_pipelines.assets.warehouse import ANALYTICS_GROUP, WAREHOUSE_GROUP, build_warehouse_definitions
 from gp_pipelines.config import PlatformConfig, load_config
 from gp_pipelines.jobs.cache import build_cache_jobs
 from gp_pipelines.resources.cin7 import cin7_resource_from_config
 from gp_pipelines.resources.database import postgres_resource_from_environment
 
 MAIN_JOB = "main"
+WAREHOUSE_JOB = "warehouse"
 
 
 def build_definitions(config: PlatformConfig) -> dg.Definitions:
     partitions = instance_partitions(config)
     cache_assets, cache_checks = build_cache_definitions(config, partitions)
+    warehouse_assets, warehouse_checks = build_warehouse_definitions(config)
     jobs, schedules = build_cache_jobs(config)
     main_job = dg.define_asset_job(
         MAIN_JOB,
         selection=dg.AssetSelection.assets(*cache_assets),
-        description="Everything for one instance: run it per instance partition (the demo runs all).",
+        description="The whole cache of one instance: run it per instance partition (the demo runs all).",
+    )
+    # The warehouse merges every instance, so it is a job of its own (a job has one partitioning).
+    warehouse_job = dg.define_asset_job(
+        WAREHOUSE_JOB,
+        selection=dg.AssetSelection.groups(WAREHOUSE_GROUP, ANALYTICS_GROUP),
+        description="Exchange rates, the merged warehouse and the analytics views, with their checks.",
     )
     database = postgres_resource_from_environment()
     return dg.Definitions(
-        assets=cache_assets,
-        asset_checks=cache_checks,
-        jobs=[main_job, *jobs],
+        assets=[*cache_assets, *warehouse_assets],
+        asset_checks=[*cache_checks, *warehouse_checks],
+        jobs=[main_job, warehouse_job, *jobs],
         schedules=schedules,
         resources={"cin7": cin7_resource_from_config(config, database), "gp_database": database},
     )

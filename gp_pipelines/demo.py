@@ -7,8 +7,9 @@ import dagster as dg
 import httpx
 
 from gp_pipelines import database
-from gp_pipelines.definitions import MAIN_JOB, build_definitions
+from gp_pipelines.definitions import MAIN_JOB, WAREHOUSE_JOB, build_definitions
 from gp_pipelines.sandbox.local import local_stack
+from gp_pipelines.warehouse.checks import reconciliation_summary
 
 # The step-by-step DEBUG events belong in the Dagster UI; the terminal gets warnings and the summary.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -31,10 +32,12 @@ def run_demo(size: str = "small", seed: int = 42) -> int:
         print(f"Config       {stack.config.source}: {', '.join(stack.config.instance_keys)}")
         defs = build_definitions(stack.config)
         job = defs.resolve_job_def(MAIN_JOB)
+        warehouse = defs.resolve_job_def(WAREHOUSE_JOB)
         with dg.DagsterInstance.get() as instance:
             failures = _run_pass(
                 "Initial load: every entity, every instance", job, instance, stack.config.instance_keys
             )
+            failures += _build_warehouse(warehouse, instance, stack.database_url)
             if stack.sandbox is not None and not failures:
                 summary = httpx.post(f"{stack.sandbox.root_url}/sandbox/advance", json={"days": 1}, timeout=120)
                 summary.raise_for_status()
@@ -42,6 +45,7 @@ def run_demo(size: str = "small", seed: int = 42) -> int:
                 failures += _run_pass(
                     "Incremental sync after a day of trading", job, instance, stack.config.instance_keys
                 )
+                failures += _build_warehouse(warehouse, instance, stack.database_url)
         print(f"\nRuns are stored in {stack.dagster_home}; open them with `make dev`.")
     print(f"demo finished in {time.monotonic() - started:.1f}s")
     return 1 if failures else 0
@@ -80,6 +84,22 @@ def _run_pass(title: str, job, instance: dg.DagsterInstance, instance_keys: list
     _print_table(("instance", "entity", "inserted", "updated", "deleted", "API calls", "seconds"), rows)
     print(f"total: {totals['rows']} rows written, {totals['api_calls']} API calls")
     return failures
+
+
+def _build_warehouse(job, instance: dg.DagsterInstance, database_url: str) -> int:
+    """Build rates, warehouse and views (incrementally after the first time); print the reconciliation."""
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS)
+    failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed and c.severity.value == "ERROR"]
+    built = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    print(f"\nWarehouse: {len(built)} assets built, {len(result.get_asset_check_evaluations())} checks run")
+    for check in failed_checks:
+        print(f"CHECK FAILED {check.asset_key.to_user_string()}.{check.check_name}: {check.description}")
+    print("Reconciliation of the warehouse against the cache (document currency, exact to the cent):")
+    print(reconciliation_summary(database_url).markdown)
+    return (0 if result.success else 1) + len(failed_checks)
 
 
 def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

@@ -84,6 +84,21 @@ class FxSource:
     def csv(cls, path: str | Path, *, anchor: str = "EUR", name: str = "csv") -> FxSource:
         return cls(kind="csv", csv_path=str(path), anchor=anchor, name=name)
 
+    @classmethod
+    def from_mapping(cls, settings: dict) -> FxSource:
+        """From a config section, e.g. `{"kind": "csv", "csv_path": "rates.csv", "anchor": "USD"}` or
+        `{"kind": "ecb", "base_url": "http://127.0.0.1:8766/stats/eurofxref/"}`; unknown keys are errors."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(f"unknown FX source settings {unknown}; known: {sorted(known)}")
+        values = dict(settings)
+        if values.get("kind", "ecb") == "ecb" and "base_url" in values and not values["base_url"].endswith("/"):
+            values["base_url"] += "/"
+        if values.get("kind") == "csv":
+            values.setdefault("name", "csv")
+        return cls(**values)
+
     def url(self, feed: str) -> str:
         explicit = {DAILY_FEED: self.daily_url, HISTORY_90D_FEED: self.history_90d_url,
                     HISTORY_FEED: self.history_url}[feed]

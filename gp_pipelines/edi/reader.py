@@ -320,23 +320,42 @@ class X12Tokenizer:
                 # terminator is followed by one LF (the usual "~\n"), both are split off together.
                 text = region.decode("ascii")
                 separator = interchange.delimiters.segment
-                if "\n" in interchange.strip_text and text.count(separator) == text.count(separator + "\n"):
+                newlines = text.count("\n")
+                after_terminator = text.count(separator + "\n")
+                if "\n" in interchange.strip_text and text.count(separator) == after_terminator:
                     separator += "\n"
                     step += 1
                 pieces = text.split(separator)
                 cut = self._text_segment
+                # Pieces can hold line breaks only when some LF does not follow a terminator, or CRs exist.
+                line_breaks_inside = newlines != after_terminator or "\r" in text
             else:
                 pieces = region.split(terminator)
                 cut = self._segment
+                line_breaks_inside = True
             piece_start = self._pos
+            text_pieces = cut == self._text_segment
+            strip = interchange.strip_text
+            base = self._buffer_offset
+            delimiters = interchange.delimiters
+            element = delimiters.element
             for piece in pieces:
                 start = piece_start
                 piece_start += len(piece) + step
-                segment = cut(interchange, piece, start)
-                if segment is None:
-                    continue
-                tag = segment.elements[0]
-                if tag.startswith("ISA") and (len(tag) == 3 or not tag[3].isalnum()):
+                if (
+                    text_pieces
+                    and piece
+                    and piece[0] not in strip
+                    and piece[-1] not in strip
+                    and (not line_breaks_inside or ("\n" not in piece and "\r" not in piece))
+                ):
+                    segment = Segment(piece.split(element), base + start, delimiters)  # the usual shape, inlined
+                else:
+                    segment = cut(interchange, piece, start)
+                    if segment is None:
+                        continue
+                tag = segment.tag
+                if tag[:3] == "ISA" and (len(tag) == 3 or not tag[3].isalnum()):
                     # A new interchange without IEA: re-read its delimiters from its own header.
                     self._pos = start + piece.find(b"ISA" if isinstance(piece, bytes) else "ISA")
                     self._current = None

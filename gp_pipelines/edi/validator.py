@@ -81,6 +81,9 @@ class InterchangeEnd:
 Event = InterchangeHeader | GroupHeader | TransactionSet | GroupEnd | InterchangeEnd | EdiIssue
 
 
+_ENVELOPE_TAGS = frozenset(["ISA", "GS", "ST", "SE", "GE", "IEA"])
+
+
 def _same_number(left: str, right: str) -> bool:
     return left.isascii() and right.isascii() and left.isdigit() and right.isdigit() and int(left) == int(right)
 
@@ -116,11 +119,13 @@ class EnvelopeWalker:
 
     # -- walking -------------------------------------------------------------------------------------------
     def walk(self, segments: Iterable[Segment]) -> Iterator[Event]:
+        collect = None  # append of the set being read; only envelope segments change it
         for segment in segments:
             tag = segment.tag
-            if self.set_segments is not None and tag not in ("ISA", "GS", "ST", "SE", "GE", "IEA"):
-                self.set_segments.append(segment)
-            elif tag == "ISA":
+            if tag not in _ENVELOPE_TAGS and collect is not None:
+                collect(segment)
+                continue
+            if tag == "ISA":
                 yield from self._close_interchange(None)
                 yield self._open_interchange(segment)
             elif tag == "GS":
@@ -135,6 +140,7 @@ class EnvelopeWalker:
                 yield from self._close_interchange(segment)
             else:
                 yield from self._stray(segment)
+            collect = self.set_segments.append if self.set_segments is not None else None
         yield from self._close_interchange(None)
 
     def _stray(self, segment: Segment) -> Iterator[Event]:

@@ -17,6 +17,7 @@ import yaml
 from gp_pipelines import database
 from gp_pipelines.config import (
     CONFIG_ENV,
+    ECB_SANDBOX_URL_ENV,
     SANDBOX_PORT_ENV,
     SANDBOX_RATE_LIMIT_ENV,
     SANDBOX_SEED_ENV,
@@ -26,8 +27,11 @@ from gp_pipelines.config import (
     sandbox_key_variable,
 )
 from gp_pipelines.sandbox.cin7 import SandboxInstance, SandboxOptions, SandboxServer
+from gp_pipelines.sandbox.ecb.app import EcbSandboxOptions
+from gp_pipelines.sandbox.ecb.server import EcbSandboxServer
 
 DAGSTER_STORAGE_ENV = "GP_DAGSTER_STORAGE_URL"
+SANDBOX_DATABASE = "gp_sandbox"
 
 
 def sandbox_environment(instances: list[SandboxInstance], port: int, seed: int, rate_limit: int = 60) -> dict[str, str]:
@@ -85,6 +89,7 @@ class LocalStack:
     config: PlatformConfig
     database_url: str
     sandbox: SandboxServer | None
+    ecb_sandbox: EcbSandboxServer | None
     dagster_home: Path
     started_database: bool
     environment: dict[str, str] = field(default_factory=dict)
@@ -99,7 +104,8 @@ def local_stack(
     rate_limit: int = 60,
     sandbox_options: SandboxOptions | None = None,
 ) -> Iterator[LocalStack]:
-    """Start (or reuse) embedded PostgreSQL; start the Cin7 sandbox unless GP_CONFIG names real accounts.
+    """Start (or reuse) embedded PostgreSQL; start the Cin7 and ECB sandboxes unless GP_CONFIG names real
+    accounts.
 
     Exports the environment for this process and its children, restores it on exit, and stops what it
     started: the sandbox always, the embedded server only if this call started it and nobody else uses it.
@@ -107,18 +113,28 @@ def local_stack(
     previous = dict(os.environ)
     started_database = False
     server: SandboxServer | None = None
+    ecb: EcbSandboxServer | None = None
     try:
         if not os.environ.get(database.DATABASE_URL_ENV):
             started_database = database.ensure_embedded_server().started_here
+        use_sandbox = not os.environ.get(CONFIG_ENV)
+        if use_sandbox and not os.environ.get(database.DATABASE_URL_ENV):
+            # The sandbox world is generated anew at every start, so its cache starts anew too: a cache that
+            # remembered yesterday's simulated trading would disagree with today's sandbox.
+            server_url = database.server_url()
+            database.drop_database(server_url, SANDBOX_DATABASE)
+            os.environ[database.DATABASE_URL_ENV] = database.ensure_database(server_url, SANDBOX_DATABASE)
         database_url = database.database_url()
         os.environ[DAGSTER_STORAGE_ENV] = database.dagster_storage_url()
         home = write_dagster_home(database.project_home() / "dagster_home")
         os.environ["DAGSTER_HOME"] = str(home)
 
-        if not os.environ.get(CONFIG_ENV):
+        if use_sandbox:
             options = sandbox_options or SandboxOptions(seed=seed, size=size, rate_limit=rate_limit)
             server = SandboxServer(options, port=sandbox_port).start()
             os.environ.update(sandbox_environment(server.instances, server.port, options.seed, options.rate_limit))
+            ecb = EcbSandboxServer(EcbSandboxOptions(seed=options.seed)).start()
+            os.environ[ECB_SANDBOX_URL_ENV] = ecb.base_url
         config = load_config()
         missing = config.missing_key_variables()
         if missing:
@@ -127,10 +143,11 @@ def local_stack(
                 + ", ".join(missing)
             )
         exported = {name: value for name, value in os.environ.items() if previous.get(name) != value}
-        yield LocalStack(config, database_url, server, home, started_database, exported)
+        yield LocalStack(config, database_url, server, ecb, home, started_database, exported)
     finally:
-        if server is not None:
-            server.stop()
+        for stand_in in (server, ecb):
+            if stand_in is not None:
+                stand_in.stop()
         os.environ.clear()
         os.environ.update(previous)
         if started_database:

@@ -20,7 +20,8 @@ from gp_pipelines.warehouse.schema import ANALYTICS_SCHEMA, WAREHOUSE_SCHEMA, cr
 W, A = WAREHOUSE_SCHEMA, ANALYTICS_SCHEMA
 
 _MONEY_COLUMNS = """
-       f.amount::numeric(18,4) AS amount_document, f.currency AS document_currency, f.tax::numeric(18,4) AS tax_document,
+       f.amount::numeric(18,4) AS amount_document, f.currency AS document_currency,
+       f.tax::numeric(18,4) AS tax_document,
        f.base_rate::numeric(24,10) AS base_rate, f.base_rate_missing,
        f.amount_base::numeric(18,4) AS amount_base, f.base_currency,
        f.reporting_rate::numeric(24,10) AS reporting_rate, f.reporting_rate_date, f.reporting_rate_currency,

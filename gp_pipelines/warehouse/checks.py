@@ -255,12 +255,12 @@ _CACHE_SIDE: dict[str, str] = {
 }
 
 
-def reconcile_lines(database_url: str, table: str) -> CheckOutcome:
-    """Line counts and amounts per instance, month and document currency: JSONB cache vs fact, to the cent."""
+def _reconciled_groups(database_url: str, table: str) -> list[tuple]:
+    """(instance, month, currency, cache lines, warehouse lines, cache amount, warehouse amount) per group."""
     spec = table_spec(table)
     month = _month_expr(spec)
     with _connect(database_url) as conn:
-        rows = conn.execute(
+        return conn.execute(
             f"""WITH cache AS ({_CACHE_SIDE[table]}),
                 warehouse AS (
                     SELECT di.instance, {month} AS month, f.currency, count(*) AS lines, sum(f.amount) AS amount
@@ -275,6 +275,11 @@ def reconcile_lines(database_url: str, table: str) -> CheckOutcome:
                     ON w.instance = c.instance AND w.month = c.month AND w.currency IS NOT DISTINCT FROM c.currency
                  ORDER BY 1, 2, 3"""
         ).fetchall()
+
+
+def reconcile_lines(database_url: str, table: str) -> CheckOutcome:
+    """Line counts and amounts per instance, month and document currency: JSONB cache vs fact, to the cent."""
+    rows = _reconciled_groups(database_url, table)
     md_rows, failures = [], []
     for inst, mon, ccy, c_lines, w_lines, c_amount, w_amount in rows:
         line_diff, amount_diff = w_lines - c_lines, w_amount - c_amount
@@ -364,3 +369,69 @@ def check_freshness(database_url: str, table: str, *, max_lag: timedelta = timed
     passed = not failures
     description = f"{table}: up to date with the cache" if passed else f"{table}: behind the cache"
     return CheckOutcome(passed, description, markdown, failures, figures)
+
+
+def reconciliation_summary(database_url: str, tables: tuple[str, ...] = ("fact_sale_line", "fact_invoice_line",
+                                                                        "fact_credit_note_line",
+                                                                        "fact_purchase_line")) -> CheckOutcome:
+    """One compact table for the demo and the run log: per fact and instance, the instance/month/currency
+    groups compared, how many differ, and the line counts on both sides."""
+    rows = []
+    failures = 0
+    for table in tables:
+        per_instance: dict[str, list[int]] = {}
+        for inst, _month, _ccy, c_lines, w_lines, c_amount, w_amount in _reconciled_groups(database_url, table):
+            entry = per_instance.setdefault(inst, [0, 0, 0, 0])
+            bad = c_lines != w_lines or c_amount != w_amount
+            entry[0] += 1
+            entry[1] += bad
+            entry[2] += c_lines
+            entry[3] += w_lines
+            failures += bad
+        for instance, (groups, bad, cache_lines, warehouse_lines) in sorted(per_instance.items()):
+            rows.append([table, instance, groups, bad, cache_lines, warehouse_lines, "ok" if not bad else "MISMATCH"])
+    markdown = markdown_table(["table", "instance", "instance/month/currency groups", "groups differing",
+                               "cache lines", "warehouse lines", "status"], rows)
+    passed = not failures
+    return CheckOutcome(passed, "reconciliation " + ("passed" if passed else f"failed: {failures} groups differ"),
+                        markdown, [], {"tables": len(tables), "groups_differing": failures})
+
+
+# -- which checks apply to which table, as data (the Dagster layer builds one asset check per entry) -----------
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    name: str  # e.g. "unique_keys"; the asset check's name
+    table: str
+    blocking: bool  # a failure must stop downstream assets (exports)
+    description: str
+    run: Any  # Callable[[str], CheckOutcome]: takes the database URL
+
+    def __call__(self, database_url: str) -> CheckOutcome:
+        return self.run(database_url)
+
+
+_RECONCILED = {"fact_sale_line", "fact_invoice_line", "fact_credit_note_line", "fact_purchase_line"}
+
+
+def table_checks(table: str) -> list[TableCheck]:
+    """The checks that apply to one warehouse table. Uniqueness, joins, FX coverage and reconciliation block;
+    freshness warns (a stale table is still right, only late)."""
+    spec = table_spec(table)
+    found = [TableCheck("unique_keys", table, True, "no two rows share a key",
+                        lambda url: check_unique_keys(url, table))]
+    if spec.foreign_keys:
+        found.append(TableCheck("dimension_joins", table, True, "every row joins its dimensions (unknowns counted)",
+                                lambda url: check_dimension_joins(url, table)))
+    if spec.has_money:
+        found.append(TableCheck("fx_coverage", table, True, "every line has base and reporting amounts",
+                                lambda url: check_fx_coverage(url, table)))
+    if table in _RECONCILED:
+        found.append(TableCheck("reconcile", table, True,
+                                "line counts and sums per instance, month and currency equal the cache",
+                                lambda url: reconcile_lines(url, table)))
+    if spec.kind == "fact":
+        found.append(TableCheck("freshness", table, False, "built through the cache's latest change",
+                                lambda url: check_freshness(url, table)))
+    return found

@@ -146,3 +146,25 @@ def test_compiled_check_agrees_with_the_detailed_check(line, edits, old):
     issues = check_elements(segment, 1, old)
     # Open-list codes are warnings, but the fast path reports them too (the detailed check then decides).
     assert is_clean(elements, old) == (issues == [])
+
+
+# -- the structure memo ----------------------------------------------------------------------------------------
+def test_structure_memo_gives_the_same_fresh_issues(monkeypatch):
+    from gp_pipelines.edi import structure
+
+    broken = single("850", [PO_BODY[0], PO_BODY[2], PO_BODY[1], *PO_BODY[3:]])  # REF after DTM
+    first, second = issues_of(broken), issues_of(broken)  # the second comes from the memo
+    assert [str(i) for i in first] == [str(i) for i in second] and first[0] is not second[0]
+    assert [i.code for i in second] == ["SEGMENT_OUT_OF_ORDER"] and second[0].set_control == "1001"
+    monkeypatch.setattr(structure, "SHAPE_CACHE_SIZE", 0)
+    assert [str(i) for i in issues_of(broken)] == [str(i) for i in first]
+
+
+def test_structure_memo_is_bounded(monkeypatch):
+    from gp_pipelines.edi import structure
+
+    monkeypatch.setattr(structure, "SHAPE_CACHE_SIZE", 3)
+    monkeypatch.setattr(structure, "_shape_cache", {})
+    for extra in range(6):
+        issues_of(single("850", [*PO_BODY[:2], *["REF*ZZ*X"] * extra, *PO_BODY[2:]]))
+    assert len(structure._shape_cache) == 3

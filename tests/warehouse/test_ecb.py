@@ -118,5 +118,5 @@ def test_csv_source(tmp_path):
         (date(2026, 1, 5), "AUD", Decimal("1.52"))]
     bad = tmp_path / "bad.csv"
     bad.write_text("rate_date,currency,rate\n2026-01-02,AUD,-1\n")
-    with pytest.raises(EcbFeedError, match="bad.csv:2"):
+    with pytest.raises(EcbFeedError, match=r"bad\.csv:2"):
         read_rates_csv(bad)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import uuid
+from datetime import date
 from decimal import Decimal
 
 import pytest
 
+from gp_pipelines import database
 from gp_pipelines.connectors.ecb import FxSource
 from gp_pipelines.sandbox.ecb import EcbSandboxOptions, EcbSandboxServer, reference_rate
-from gp_pipelines.warehouse.fx import FxRateMissing, load_fx_rates, rate
+from gp_pipelines.warehouse.fx import FxRateMissing, load_fx_rates, rate, refresh_daily_rates
 
 TODAY = date(2026, 11, 22)
 SEED = 3
@@ -72,7 +74,8 @@ def test_daily_table_matches_point_lookups(loaded, db):
     for on in (date(2025, 1, 2), date(2026, 4, 4), date(2026, 11, 22)):
         for ccy in ("AUD", "NZD", "GBP", "EUR", "USD", "CAD"):
             row = db.execute("SELECT rate, rate_date, triangulated FROM warehouse.fx_rate_daily "
-                             "WHERE reporting_currency = 'USD' AND on_date = %s AND currency = %s", (on, ccy)).fetchone()
+                             "WHERE reporting_currency = 'USD' AND on_date = %s AND currency = %s",
+                             (on, ccy)).fetchone()
             quote = rate(url, ccy, "USD", on)
             assert (row[0], row[1], row[2]) == (quote.rate, quote.rate_date, quote.triangulated)
     # every calendar day covered, nothing before the first publication
@@ -90,23 +93,26 @@ def test_missing_rates_raise(loaded):
         rate(url, "AUD", "USD", date(2024, 12, 31))
 
 
-def test_revised_rate_updates_and_marks_changed_days(loaded, db, tmp_path):
+def test_revised_rate_updates_and_marks_changed_days(loaded, db):
     url, *_ = loaded
     before = db.execute("SELECT max(changed_at) FROM warehouse.fx_rate_daily").fetchone()[0]
     db.execute("UPDATE warehouse.fx_rate SET per_anchor = per_anchor * 2 WHERE currency = 'AUD' "
                "AND rate_date = '2026-11-20'")
+    changed, _ = refresh_daily_rates(db, "USD")
+    rows = db.execute("SELECT min(on_date), count(*) FROM warehouse.fx_rate_daily WHERE changed_at > %s",
+                      (before,)).fetchone()
+    assert changed == rows[1] and rows[0] == date(2026, 11, 20) and rows[1] >= 3  # Friday + carried days
+    # the source still publishes the original: the next load puts it back (a revision) and re-marks the days
     with EcbSandboxServer(EcbSandboxOptions(seed=SEED, today=TODAY, start=date(2025, 1, 1))) as server:
         result = load_fx_rates(url, server.source(), reporting_currency="USD", today=TODAY)
-    assert result.rates_updated == 1
-    changed = db.execute("SELECT min(on_date), count(*) FROM warehouse.fx_rate_daily WHERE changed_at > %s "
-                         "AND currency = 'AUD'", (before,)).fetchone()
-    assert changed[0] == date(2026, 11, 20) and changed[1] >= 3  # Friday and the carried weekend and beyond
+    assert result.rates_updated == 1 and result.daily_rows_changed == changed
+    assert rate(url, "AUD", "USD", date(2026, 11, 21)).rate == round(_eur("USD", date(2026, 11, 20))
+                                                                    / _eur("AUD", date(2026, 11, 20)), 10)
 
 
-def test_csv_source_with_its_own_anchor(module_database_url, tmp_path):
-    from gp_pipelines import database
-
-    url = database.ensure_database(database.with_database(module_database_url, "postgres"), "t_fx_csv_own_rates")
+def test_csv_source_with_its_own_anchor(pg_server_url, tmp_path):
+    name = f"t_fx_csv_{uuid.uuid4().hex[:8]}"
+    url = database.ensure_database(pg_server_url, name)
     try:
         path = tmp_path / "own.csv"
         path.write_text("rate_date,currency,rate\n2026-01-02,AUD,1.50\n2026-01-02,NZD,1.60\n2026-01-05,AUD,1.55\n"
@@ -117,5 +123,4 @@ def test_csv_source_with_its_own_anchor(module_database_url, tmp_path):
         assert quote.rate_date == date(2026, 1, 2) and quote.rate == round(Decimal("1.50") / Decimal("1.60"), 10)
         assert rate(url, "USD", "AUD", date(2026, 1, 5)).rate == Decimal("1.55")
     finally:
-        database.drop_database(database.with_database(module_database_url, "postgres"), "t_fx_csv_own_rates")
-    assert timedelta(0) == timedelta(0)
+        database.drop_database(pg_server_url, name)
