@@ -57,9 +57,12 @@ def _sandbox_options(args: argparse.Namespace):
 
 def _cmd_sandbox_serve(args: argparse.Namespace) -> int:
     from gp_pipelines.sandbox.cin7 import SandboxServer
+    from gp_pipelines.sandbox.ecb.app import EcbSandboxOptions
+    from gp_pipelines.sandbox.ecb.server import EcbSandboxServer
     from gp_pipelines.sandbox.local import write_sandbox_config
 
     server = SandboxServer(_sandbox_options(args), port=args.port).start()
+    ecb = EcbSandboxServer(EcbSandboxOptions(seed=args.seed), port=args.ecb_port).start()
     try:
         for instance in server.instances:
             line = {
@@ -70,17 +73,22 @@ def _cmd_sandbox_serve(args: argparse.Namespace) -> int:
             }
             print(json.dumps(line), flush=True)
         if args.write_config:
-            env_path = write_sandbox_config(Path(args.write_config), server, args.seed)
+            env_path = write_sandbox_config(Path(args.write_config), server, args.seed, ecb)
             print(
                 f"# config written to {args.write_config}; keys in {env_path}. Use it with:\n"
                 f"#   set -a; . {env_path}; set +a; GP_CONFIG={args.write_config} gp-pipelines ...",
                 file=sys.stderr,
                 flush=True,
             )
-        print(f"# Cin7 Core sandbox serving on {server.root_url} (Ctrl-C stops)", file=sys.stderr, flush=True)
+        print(
+            f"# Cin7 Core sandbox on {server.root_url}, ECB rates on {ecb.base_url} (Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
         _wait_for_interrupt()
     finally:
         server.stop()
+        ecb.stop()
     return 0
 
 
@@ -243,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_commands.add_parser("serve", help="serve the Cin7 Core sandbox until Ctrl-C")
     serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--ecb-port", type=int, default=8766, help="port of the ECB rates sandbox")
     serve.add_argument("--seed", type=int, default=42)
     serve.add_argument("--size", default="small", choices=["small", "medium", "large"])
     serve.add_argument("--rate-limit", type=int, default=60, help="calls per 60 s per application key")

@@ -49,13 +49,16 @@ def sandbox_key_environment(instances: list[SandboxInstance]) -> dict[str, str]:
     }
 
 
-def write_sandbox_config(path: Path, server: SandboxServer, seed: int) -> Path:
-    """Write a platform config for the served instances and `PATH.env` with the keys it names."""
+def write_sandbox_config(path: Path, server: SandboxServer, seed: int, ecb: EcbSandboxServer | None = None) -> Path:
+    """Write a platform config for the served instances (and the ECB sandbox's feeds, when one is given) and
+    `PATH.env` with the keys it names."""
     config = builtin_sandbox_config(port=server.port, seed=seed, rate_limit=server.options.rate_limit)
     document = {
         "reporting_currency": config.reporting_currency,
         "instances": [instance.model_dump(exclude_none=True) for instance in config.instances],
     }
+    if ecb is not None:
+        document["fx"] = {"kind": "ecb", "base_url": ecb.base_url}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "# Written by `gp-pipelines sandbox serve --write-config`: the sandbox's instances.\n"

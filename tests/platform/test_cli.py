@@ -28,7 +28,7 @@ def test_db_url_prints_a_url_psql_tools_can_use(pg_server_url):
 def test_sandbox_serve_prints_instances_and_writes_a_working_config(tmp_path):
     config_path = tmp_path / "sandbox.yaml"
     proc = subprocess.Popen(
-        [*CLI, "sandbox", "serve", "--port", "0", "--seed", "5", "--write-config", str(config_path)],
+        [*CLI, "sandbox", "serve", "--port", "0", "--ecb-port", "0", "--seed", "5", "--write-config", str(config_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -49,6 +49,7 @@ def test_sandbox_serve_prints_instances_and_writes_a_working_config(tmp_path):
         env = dict(line.split("=", 1) for line in env_lines)
         assert lines[0]["application_key"] not in config_path.read_text()
         config = load_config_file(config_path)
+        assert config.fx.base_url.startswith("http://127.0.0.1:")  # the ECB sandbox served beside it
         au = config.instance("au")
         keys = [env[name] for name in au.application_key_env]
         assert keys[0] == lines[0]["application_key"]
@@ -99,6 +100,10 @@ def test_demo_runs_end_to_end_and_stops_what_it_started(isolated_home):
         entities = {(row[0], row[1]) for row in rows if len(row) == 7 and row[0] in ("au", "nz", "us")}
         assert {("au", "sales"), ("nz", "sales"), ("us", "sales"), ("us", "product_availability")} <= entities
         assert len(entities) == 3 * 13
+    # The warehouse was built twice and reconciles with the cache, to the cent, for every instance.
+    assert out.stdout.count("Reconciliation of the warehouse against the cache") == 2
+    assert "MISMATCH" not in out.stdout
+    assert "| fact_sale_line | au |" in out.stdout
     # The incremental pass costs far fewer calls than the initial load.
     calls = [int(line.split()[-3]) for line in out.stdout.splitlines() if line.startswith("total:")]
     assert len(calls) == 2 and calls[1] < calls[0] / 2, calls

@@ -29,6 +29,14 @@ def test_code_location_loads():
         assert node.group_name == "erp_cache"
         assert set(node.partitions_def.get_partition_keys()) == {"au", "nz", "us"}
         assert {"cin7", "postgres"} <= set(node.kinds)
+    for name in ("fx_rate", "dim_product", "fact_sale_line", "fact_invoice_line", "fact_stock"):
+        node = graph.get(dg.AssetKey(["warehouse", name]))
+        assert node.group_name == "warehouse" and node.automation_condition is not None
+    assert graph.get(dg.AssetKey(["analytics", "views"])).group_name == "analytics"
+    check_names = {key.name for key in graph.asset_check_keys if key.asset_key.path[-1] == "fact_sale_line"}
+    assert check_names == {"unique_keys", "dimension_joins", "fx_coverage", "reconciles_with_cache", "fresh"}
+    # The sale-line fact follows the cache: its inputs include the sales cache asset.
+    assert dg.AssetKey(["erp_cache", "sales"]) in graph.get(dg.AssetKey(["warehouse", "fact_sale_line"])).parent_keys
     schedules = {schedule.name: schedule for schedule in module.defs.schedules}
     assert set(schedules) == {
         "cache_documents_schedule",
