@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import edi_bench, sandbox_bench, sync_bench
+from bench import edi_bench, sandbox_bench, sync_bench, warehouse_bench
 
-BENCHMARKS = {"sandbox": sandbox_bench.main, "edi": edi_bench.main, "sync": sync_bench.main}
+BENCHMARKS = {
+    "sandbox": sandbox_bench.main,
+    "edi": edi_bench.main,
+    "sync": sync_bench.main,
+    "warehouse": warehouse_bench.main,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -158,7 +158,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.name not in BENCHMARKS:
         print(f"unknown benchmark {args.name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
-    options = {"size": args.size} if args.size else {}
+    options = {name: getattr(args, name) for name in ("size", "lines") if getattr(args, name)}
     BENCHMARKS[args.name](as_json=args.json, **options)
     return 0
 
@@ -289,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", help="benchmark name, e.g. edi or sandbox")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.add_argument("--size", choices=["small", "medium", "large"], help="sandbox size (sync benchmark)")
+    bench.add_argument("--lines", type=int, help="sale lines to generate (warehouse benchmark)")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

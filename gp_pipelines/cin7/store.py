@@ -63,6 +63,8 @@ def _entity_ddl(entity: Entity) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {name}_modified ON {CACHE_SCHEMA}.{name} (instance, modified_at)",
         f"""CREATE INDEX IF NOT EXISTS {name}_verified ON {CACHE_SCHEMA}.{name} (instance, verified_at)
             WHERE deleted_at IS NULL""",
+        # The warehouse finds what changed since its last build by the cache's write stamp.
+        f"CREATE INDEX IF NOT EXISTS {name}_synced ON {CACHE_SCHEMA}.{name} (synced_at)",
     ]
 
 
@@ -105,7 +107,7 @@ QUERY_INDEXES: dict[str, str] = {
 def _expected_relations() -> list[str]:
     names = ["sync_state", "sync_pending", *QUERY_INDEXES]
     for e in ENTITIES.values():
-        names += [e.table, f"{e.table}_modified", f"{e.table}_verified"]
+        names += [e.table, f"{e.table}_modified", f"{e.table}_verified", f"{e.table}_synced"]
     return names
 
 

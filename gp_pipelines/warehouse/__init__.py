@@ -6,5 +6,5 @@
 - `analytics`: the BI views (`ANALYTICS_VIEWS`, `ensure_analytics_views`);
 - `checks`: integrity checks returning `CheckOutcome` (uniqueness, joins, FX coverage, reconciliation,
   freshness).
-`README_ANALYSTS.md` is the analysts' guide with example queries.
+The analysts' guide with example queries is the README section "For analysts".
 """
