@@ -2,75 +2,29 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from types import TracebackType
-
 import uvicorn
 
+from ..threaded import ThreadedAppServer
 from .app import create_app
 from .model import SandboxInstance, SandboxOptions
 from .state import Sandbox
 
-_START_TIMEOUT_SECONDS = 180.0  # `large` builds ~200,000 sale plans before it listens
 
+class SandboxServer(ThreadedAppServer):
+    """The Cin7 Core sandbox on a real port (`port=0` picks a free one)."""
 
-class SandboxServer:
-    """The sandbox on a real port. Binding happens in `start()`, so `port=0` picks a free port."""
+    label = "Cin7 sandbox"
+    start_timeout_seconds = 180.0  # `large` builds ~200,000 sale plans before it listens
 
     def __init__(self, options: SandboxOptions | None = None, port: int = 0) -> None:
         self.options = options or SandboxOptions()
-        self.port = port
-        self.app = create_app(self.options)
+        super().__init__(create_app(self.options), port)
         self.sandbox: Sandbox = self.app.state.sandbox
         self.instances: list[SandboxInstance] = list(self.sandbox.instances)
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def root_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:
         return f"{self.root_url}/ExternalApi/v2/"
-
-    def start(self) -> SandboxServer:
-        if self._thread is not None:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                access_log=False, lifespan="off", timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"cin7-sandbox-{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + _START_TIMEOUT_SECONDS
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"Cin7 sandbox did not start on port {self.port}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> SandboxServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def serve_forever(options: SandboxOptions | None = None, port: int = 8700) -> None:
