@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -95,7 +95,6 @@ class LocalStack:
     ecb_sandbox: EcbSandboxServer | None
     dagster_home: Path
     started_database: bool
-    environment: dict[str, str] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -145,8 +144,7 @@ def local_stack(
                 f"{config.source}: these environment variables name application keys but are not set: "
                 + ", ".join(missing)
             )
-        exported = {name: value for name, value in os.environ.items() if previous.get(name) != value}
-        yield LocalStack(config, database_url, server, ecb, home, started_database, exported)
+        yield LocalStack(config, database_url, server, ecb, home, started_database)
     finally:
         for stand_in in (server, ecb):
             if stand_in is not None:
