@@ -144,14 +144,199 @@ class FxConfig(_Strict):
         return self
 
 
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not _ENV_NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name; name the variable, never the secret itself")
+    return value
+
+
+# ---------------------------------------------------------------- Zoho Analytics (issue 6)
+
+
+class ZohoAnalyticsConfig(_Strict):
+    """Where and how the analytics views are pushed to Zoho Analytics. Secrets are named by environment variable."""
+
+    accounts_url: str = Field(default="https://accounts.zoho.com", description="Accounts host of the data centre")
+    api_url: str = Field(default="https://analyticsapi.zoho.com", description="Analytics API host of the data centre")
+    org_id: str
+    workspace_id: str
+    client_id_env: str = "ZOHO_CLIENT_ID"
+    client_secret_env: str = "ZOHO_CLIENT_SECRET"
+    refresh_token_env: str = "ZOHO_REFRESH_TOKEN"
+    daily_unit_budget: int = Field(default=10_000, ge=1, description="API units the exports may spend per day")
+
+    @field_validator("client_id_env", "client_secret_env", "refresh_token_env")
+    @classmethod
+    def _env_names(cls, value: str) -> str:
+        return _env_name(value)  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- notifications (issue 7)
+
+
+class EmailNotificationConfig(_Strict):
+    smtp_host: str
+    smtp_port: int = 587
+    sender: str
+    recipients: list[str]
+    starttls: bool = True
+    username_env: str | None = None
+    password_env: str | None = None
+
+    @field_validator("username_env", "password_env")
+    @classmethod
+    def _env_names(cls, value: str | None) -> str | None:
+        return _env_name(value)
+
+
+class WebhookNotificationConfig(_Strict):
+    url: str | None = None
+    url_env: str | None = Field(default=None, description="Variable holding the URL when it embeds a secret")
+    bearer_token_env: str | None = None
+
+    @field_validator("url_env", "bearer_token_env")
+    @classmethod
+    def _env_names(cls, value: str | None) -> str | None:
+        return _env_name(value)
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookNotificationConfig:
+        if bool(self.url) == bool(self.url_env):
+            raise ValueError("give exactly one of url or url_env")
+        return self
+
+
+class NotificationsConfig(_Strict):
+    email: EmailNotificationConfig | None = None
+    webhook: WebhookNotificationConfig | None = None
+
+
+# ---------------------------------------------------------------- partners: 3PLs and trading partners (7, 8)
+
+
+class TransportConfig(_Strict):
+    """How files travel to and from a partner: SFTP, or folders on a shared disk."""
+
+    kind: str = Field(description="'sftp' or 'folder'")
+    host: str | None = None
+    port: int = 22
+    username_env: str | None = None
+    password_env: str | None = None
+    known_host_key: str | None = Field(default=None, description="The server's public host key line; pins the host")
+    outbound_dir: str = Field(default="in", description="Where we put files for the partner")
+    inbound_dir: str = Field(default="out", description="Where the partner puts files for us")
+    root: str | None = Field(default=None, description="Folder transport: the shared root folder")
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in ("sftp", "folder"):
+            raise ValueError("must be 'sftp' or 'folder'")
+        return value
+
+    @field_validator("username_env", "password_env")
+    @classmethod
+    def _env_names(cls, value: str | None) -> str | None:
+        return _env_name(value)
+
+    @model_validator(mode="after")
+    def _complete(self) -> TransportConfig:
+        if self.kind == "sftp" and not (self.host and self.username_env):
+            raise ValueError("an sftp transport needs host and username_env")
+        if self.kind == "folder" and not self.root:
+            raise ValueError("a folder transport needs root")
+        return self
+
+
+class PartnerConfig(_Strict):
+    """One EDI partner: a 3PL warehouse (940 out, 945 in) or a trading partner (850 in; 855/856/810/846 out)."""
+
+    key: str
+    name: str
+    kind: str = Field(description="'threepl' or 'trading'")
+    instance: str = Field(description="The Cin7 Core instance this partner works with")
+    interchange_qualifier: str = "ZZ"
+    interchange_id: str = Field(description="The partner's ISA sender/receiver id")
+    group_id: str | None = Field(default=None, description="The partner's GS application code; default its ISA id")
+    our_qualifier: str = "ZZ"
+    our_id: str = "GPPIPELINES"
+    our_group_id: str | None = None
+    usage: str = Field(default="P", description="ISA15: 'P' production or 'T' test")
+    element_separator: str = "*"
+    segment_terminator: str = "~"
+    component_separator: str = ">"
+    transport: TransportConfig
+    # Trading partners (issue 8) extend this model with item and ship-to mappings.
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("key")
+    @classmethod
+    def _key_shape(cls, value: str) -> str:
+        if not _INSTANCE_KEY.match(value):
+            raise ValueError("must be lowercase letters, digits or '_', start with a letter, at most 31 characters")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in ("threepl", "trading"):
+            raise ValueError("must be 'threepl' or 'trading'")
+        return value
+
+    @field_validator("usage")
+    @classmethod
+    def _usage(cls, value: str) -> str:
+        if value not in ("P", "T"):
+            raise ValueError("must be 'P' (production) or 'T' (test)")
+        return value
+
+
+# ---------------------------------------------------------------- order automation (issue 7)
+
+
+class LocationRuleConfig(_Strict):
+    """How one Cin7 location ships: who runs it, how fast and how dear per region, and whether it may split."""
+
+    instance: str
+    location: str = Field(description="The Cin7 Core location name")
+    partner: str | None = Field(default=None, description="Key of the 3PL partner running it; none for in-house")
+    priority: int = Field(default=100, description="Lower wins a tie")
+    transit_days: dict[str, float] = Field(default_factory=lambda: {"*": 3.0})  # region -> days; "*" is the default
+    cost: dict[str, float] = Field(default_factory=lambda: {"*": 10.0})  # region -> cost per shipment
+    may_split: bool = True
+
+
+class ShopifyStoreConfig(_Strict):
+    key: str
+    shop_url: str = Field(description="https://<shop>.myshopify.com, or the sandbox URL")
+    access_token_env: str
+    api_version: str = "2025-01"
+    instance: str = Field(description="The Cin7 Core instance whose sales come from this store")
+    source_channel: str = Field(default="Shopify", description="Sales with this SourceChannel belong to the store")
+
+    @field_validator("access_token_env")
+    @classmethod
+    def _env_names(cls, value: str) -> str:
+        return _env_name(value)  # type: ignore[return-value]
+
+
+class AutomationConfig(_Strict):
+    locations: list[LocationRuleConfig] = Field(default_factory=list)
+    shopify: list[ShopifyStoreConfig] = Field(default_factory=list)
+    retry_base_seconds: float = Field(default=30.0, gt=0, description="First outbox retry delay; doubles each time")
+    retry_max_seconds: float = Field(default=1800.0, gt=0)
+    give_up_after_minutes: float = Field(default=24 * 60, gt=0, description="Outbox items older than this give up")
+    inbox_archive_dir: str | None = Field(default=None, description="Where processed partner files are kept")
+
+
 class PlatformConfig(_Strict):
     reporting_currency: str = Field(description="The one currency every amount is also reported in")
     instances: list[InstanceConfig]
     fx: FxConfig = Field(default_factory=FxConfig)
-    # Sections that later capabilities fill in; kept as plain mappings until their owners define them.
-    partners: list[dict[str, Any]] = Field(default_factory=list)
-    zoho_analytics: dict[str, Any] | None = None
-    notifications: dict[str, Any] | None = None
+    partners: list[PartnerConfig] = Field(default_factory=list)
+    zoho_analytics: ZohoAnalyticsConfig | None = None
+    notifications: NotificationsConfig | None = None
+    automation: AutomationConfig = Field(default_factory=AutomationConfig)
     source: str = Field(default="<built-in sandbox config>", exclude=True)
 
     @field_validator("reporting_currency")
@@ -170,7 +355,27 @@ class PlatformConfig(_Strict):
             if instance.key in seen:
                 raise ValueError(f"instances: key {instance.key!r} is used twice")
             seen.add(instance.key)
+        partner_keys = [partner.key for partner in self.partners]
+        for index, partner in enumerate(self.partners):
+            if partner.key in partner_keys[:index]:
+                raise ValueError(f"partners: key {partner.key!r} is used twice")
+            if partner.instance not in seen:
+                raise ValueError(f"partners[{index}] ({partner.key!r}): unknown instance {partner.instance!r}")
+        for index, rule in enumerate(self.automation.locations):
+            if rule.instance not in seen:
+                raise ValueError(f"automation.locations[{index}]: instance {rule.instance!r} is not configured")
+            if rule.partner is not None and rule.partner not in partner_keys:
+                raise ValueError(f"automation.locations[{index}]: partner {rule.partner!r} is not configured")
+        for index, store in enumerate(self.automation.shopify):
+            if store.instance not in seen:
+                raise ValueError(f"automation.shopify[{index}]: instance {store.instance!r} is not configured")
         return self
+
+    def partner(self, key: str) -> PartnerConfig:
+        for partner in self.partners:
+            if partner.key == key:
+                return partner
+        raise ConfigError(f"{self.source}: no partner with key {key!r}")
 
     @property
     def instance_keys(self) -> list[str]:
