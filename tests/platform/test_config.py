@@ -38,7 +38,12 @@ instances:
     application_key_env: [CIN7_NZ_KEY]
     base_url: https://example.test/ExternalApi/v2
 partners:
-  - id: acme3pl
+  - key: acme3pl
+    name: Acme 3PL
+    kind: threepl
+    instance: au
+    interchange_id: ACME3PL
+    transport: {{kind: folder, root: /srv/edi/acme}}
 """
 
 
@@ -49,7 +54,8 @@ def test_valid_file_loads_with_defaults(tmp_path):
     assert config.instance("au").base_url == "https://inventory.dearsystems.com/ExternalApi/v2/"
     assert config.instance("nz").base_url == "https://example.test/ExternalApi/v2/"  # slash added
     assert config.instance("au").application_key_env == ["CIN7_AU_KEY_1", "CIN7_AU_KEY_2"]
-    assert config.partners == [{"id": "acme3pl"}]
+    assert config.partner("acme3pl").transport.root == "/srv/edi/acme"
+    assert config.partner("acme3pl").usage == "P"
     assert config.source == str(tmp_path / "gp.yaml")
 
 
