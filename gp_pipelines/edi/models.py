@@ -306,6 +306,8 @@ class WarehouseShippingOrder:
     po_number: str = ""
     status: str = "N"
     parties: list[Party] = field(default_factory=list)
+    # Header N9 references, qualifier -> value (e.g. CO customer order number, SA our sale id)
+    references: dict[str, str] = field(default_factory=dict)
     dates: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     carrier_scac: str = ""
@@ -341,6 +343,8 @@ class WarehouseShippingAdvice:
     po_number: str = ""
     reporting_code: str = "F"
     parties: list[Party] = field(default_factory=list)
+    # Header N9 references, qualifier -> value: 2I tracking number, BM bill of lading, CN carrier's pro number
+    references: dict[str, str] = field(default_factory=dict)
     transport_method: str = "M"
     carrier_scac: str = ""
     routing: str = ""

@@ -213,8 +213,8 @@ def warehouse_orders(draw) -> m.WarehouseShippingOrder:
     has_carrier = draw(st.booleans())
     return m.WarehouseShippingOrder(
         order_number=draw(text), po_number=draw(maybe_text), status=draw(st.sampled_from(["N", "C", "R"])),
-        parties=draw(parties()), dates=draw(st.dictionaries(code2, x12_date, max_size=2)),
-        notes=draw(st.lists(phrase, max_size=2)),
+        parties=draw(parties()), references=draw(st.dictionaries(code2, text, max_size=2)),
+        dates=draw(st.dictionaries(code2, x12_date, max_size=2)), notes=draw(st.lists(phrase, max_size=2)),
         carrier_scac=draw(maybe_scac) if has_carrier else "", payment_method="PP" if has_carrier else "",
         transport_method="M" if has_carrier else "", routing=draw(maybe_text) if has_carrier else "",
         lines=draw(st.lists(st.builds(m.WarehouseOrderLine, line_number=line_numbers, quantity=quantity, uom=code2,
@@ -231,6 +231,7 @@ warehouse_advices = st.builds(
     po_number=maybe_text,
     reporting_code=st.sampled_from(["F", "P"]),
     parties=parties(),
+    references=st.dictionaries(code2, text, max_size=2),
     transport_method=st.sampled_from(["M", "H"]),
     carrier_scac=maybe_scac,
     routing=maybe_text,

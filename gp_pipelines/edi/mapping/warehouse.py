@@ -33,6 +33,8 @@ def read_warehouse_shipping_order(segments: list[Segment]) -> WarehouseShippingO
             continue
         if tag == "W05":
             order.status, order.order_number, order.po_number = segment[1], segment[2], segment[3]
+        elif tag == "N9" and not line_number:
+            order.references[segment[1]] = segment[2]
         elif tag == "G62" and not line_number:
             order.dates[segment[1]] = segment[2]
         elif tag == "NTE" and not line_number:
@@ -56,6 +58,7 @@ def read_warehouse_shipping_order(segments: list[Segment]) -> WarehouseShippingO
 def write_warehouse_shipping_order(order: WarehouseShippingOrder) -> list[Row]:
     rows: list[Row] = [["W05", order.status, order.order_number, order.po_number]]
     rows.extend(party_rows(order.parties))
+    rows.extend(["N9", qualifier, value] for qualifier, value in order.references.items())
     rows.extend(["G62", qualifier, value] for qualifier, value in order.dates.items())
     rows.extend(["NTE", "WHI", note] for note in order.notes)
     if order.payment_method or order.transport_method or order.routing or order.carrier_scac:
@@ -99,6 +102,8 @@ def read_warehouse_shipping_advice(segments: list[Segment]) -> WarehouseShipping
                 segment[4],
             )
             advice.po_number = segment[6]
+        elif tag == "N9" and not line_number:
+            advice.references[segment[1]] = segment[2]
         elif tag == "W27" and not line_number:
             advice.transport_method, advice.carrier_scac, advice.routing, advice.payment_method = (
                 segment[1],
@@ -136,6 +141,7 @@ def write_warehouse_shipping_advice(advice: WarehouseShippingAdvice) -> list[Row
         ["W06", advice.reporting_code, advice.order_number, advice.ship_date, advice.shipment_id, "", advice.po_number]
     ]
     rows.extend(party_rows(advice.parties))
+    rows.extend(["N9", qualifier, value] for qualifier, value in advice.references.items())
     rows.append(["W27", advice.transport_method, advice.carrier_scac, advice.routing, advice.payment_method])
     for line in advice.lines:
         rows.append(["LX", line.line_number])
