@@ -45,6 +45,7 @@ from gp_pipelines.edi.validator import GroupEnd, GroupHeader, InterchangeHeader,
 SHIP_IN_CIN7 = "cin7_ship_fulfilment"
 POST_TRACKING = "shopify_post_tracking"
 _SHIPPED = ("AUTHORISED", "PARTIALLY AUTHORISED")
+REST_FOLLOWS = ("PR", "BP")  # W1201 codes of a partial shipment whose remainder ships later
 
 # Where a carrier's parcels can be tracked, by SCAC; "{}" takes the tracking number.
 TRACKING_URLS = {
@@ -278,8 +279,9 @@ def _precheck_945(conn: psycopg.Connection, partner: PartnerConfig, advice: Ware
 
 def tracking_of(advice: WarehouseShippingAdvice) -> tuple[str, str, str]:
     """(tracking number, tracking URL, carrier) of a 945: N9*2I, else the carrier's pro number N9*CN, else the
-    bill of lading; the URL from the carrier's SCAC where we know its tracking page."""
-    number = advice.references.get("2I") or advice.references.get("CN") or advice.references.get("BM") or ""
+    bill of lading, else the shipment id W0604; the URL from the carrier's SCAC where we know its tracking page."""
+    refs = advice.references
+    number = refs.get("2I") or refs.get("CN") or refs.get("BM") or advice.shipment_id
     template = TRACKING_URLS.get(advice.carrier_scac.upper())
     url = template.format(number) if template and number else ""
     return number, url, advice.carrier_scac or advice.routing
@@ -299,8 +301,10 @@ def handle_shipping_advice(conn: psycopg.Connection, context: InboundContext, pa
     for line in advice.lines:
         sku = line.product_ids.get("VN") or next(iter(line.product_ids.values()), "")
         now_shipped[sku] = now_shipped.get(sku, Decimal(0)) + line.quantity_shipped
-        # W1201 CP: shipped in part, the rest follows; anything else short of the order is final.
-        if line.status != "CP" and shipped_before.get(sku, Decimal(0)) + line.quantity_shipped < ordered[sku]:
+        # W1201 PR/BP: shipped in part, the rest follows. Anything else short of the order (CP "partial,
+        # considered complete") is final: a short-ship.
+        so_far = shipped_before.get(sku, Decimal(0)) + line.quantity_shipped
+        if line.status not in REST_FOLLOWS and so_far < ordered[sku]:
             short = True
     total = {sku: shipped_before.get(sku, Decimal(0)) + now_shipped.get(sku, Decimal(0)) for sku in ordered}
     complete = all(total[sku] >= ordered[sku] for sku in ordered)

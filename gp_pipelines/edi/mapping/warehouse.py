@@ -154,7 +154,8 @@ def write_warehouse_shipping_advice(advice: WarehouseShippingAdvice) -> list[Row
                 format_decimal(line.quantity_difference),
                 line.uom,
                 line.upc,
-                *(pair_values(line.product_ids) or ["", ""]),
+                # W12 has room for one product id pair (W1207/08); the lot number follows in W1209.
+                *(pair_values(dict(list(line.product_ids.items())[:1])) or ["", ""]),
                 line.lot,
             ]
         )
