@@ -154,7 +154,11 @@ def _env_name(value: str | None) -> str | None:
 
 
 class ZohoAnalyticsConfig(_Strict):
-    """Where and how the analytics views are pushed to Zoho Analytics. Secrets are named by environment variable."""
+    """Where and how the analytics views are pushed to Zoho Analytics. Secrets are named by environment variable.
+
+    `accounts_url` and `api_url` must be the hosts of the account's data centre (e.g. accounts.zoho.com.au and
+    analyticsapi.zoho.com.au for Australia). Each view becomes table `<table_prefix><view>` plus a standby copy
+    `<table_prefix><view>__standby` (see gp_pipelines/warehouse/zoho_export.py)."""
 
     accounts_url: str = Field(default="https://accounts.zoho.com", description="Accounts host of the data centre")
     api_url: str = Field(default="https://analyticsapi.zoho.com", description="Analytics API host of the data centre")
@@ -164,11 +168,54 @@ class ZohoAnalyticsConfig(_Strict):
     client_secret_env: str = "ZOHO_CLIENT_SECRET"
     refresh_token_env: str = "ZOHO_REFRESH_TOKEN"
     daily_unit_budget: int = Field(default=10_000, ge=1, description="API units the exports may spend per day")
+    table_prefix: str = Field(default="", description="Put before each view's name to name its Zoho table")
+    views: list[str] | None = Field(default=None, description="The analytics views to export; default all of them")
+    max_batch_bytes: int = Field(default=50_000_000, ge=10_000, le=100_000_000,
+                                 description="Largest CSV batch sent in one request (Zoho allows 100 MB)")
+    poll_interval_seconds: float = Field(default=10.0, gt=0, description="Pause between job polls (Zoho: ~10 s)")
+    job_timeout_seconds: float = Field(default=1800.0, gt=0, description="Give up on an import/export job after")
+    throttle_wait_seconds: float = Field(default=60.0, ge=0, description="Wait before repeating a call refused "
+                                         "with 6045 (per-minute limit)")
+    sum_tolerance: float = Field(default=0.005, ge=0, description="Largest difference allowed between a sum in "
+                                 "Zoho and in the warehouse (half a cent: equal to the cent)")
+    export_cron: str | None = Field(default="0 6 * * *", description="When the exports run by themselves (UTC "
+                                    "cron); null leaves them to runs started by hand or by a schedule")
 
     @field_validator("client_id_env", "client_secret_env", "refresh_token_env")
     @classmethod
     def _env_names(cls, value: str) -> str:
         return _env_name(value)  # type: ignore[return-value]
+
+    @field_validator("accounts_url", "api_url")
+    @classmethod
+    def _host_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError("must be the http(s) host of the data centre, such as https://analyticsapi.zoho.com")
+        return value.rstrip("/")
+
+    @field_validator("org_id", "workspace_id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not re.match(r"^[0-9]+$", value.strip()):
+            raise ValueError("must be the numeric id shown in Zoho Analytics (a number, not a name)")
+        return value.strip()
+
+    @field_validator("table_prefix")
+    @classmethod
+    def _prefix_shape(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9_]*$", value):
+            raise ValueError("may hold only letters, digits and '_'")
+        return value
+
+    @field_validator("views")
+    @classmethod
+    def _views_listed(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("list at least one view, or leave the field out to export them all")
+            if len(set(value)) != len(value):
+                raise ValueError("lists the same view twice")
+        return value
 
 
 # ---------------------------------------------------------------- notifications (issue 7)
@@ -248,6 +295,72 @@ class TransportConfig(_Strict):
         return self
 
 
+# Trading partners (issue 8): item, ship-to, price and inventory settings. A 3PL needs none of them.
+TRADING_SETS = ("850", "855", "856", "810", "846", "997")
+THREEPL_SETS = ("940", "945", "997")
+ITEM_MATCH_KINDS = ("upc", "sku", "buyer_part", "vendor_part")
+_SCAC = re.compile(r"^[A-Z]{2,4}$")
+_MARGIN_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+
+
+class MarginConfig(_Strict):
+    """A quantity or a percentage of some base: written `5` (an amount) or `"10%"` (a percentage) in YAML, or as
+    `{amount: 5, percent: 10}` when both apply (they add up)."""
+
+    amount: float = Field(default=0.0, ge=0)
+    percent: float = Field(default=0.0, ge=0, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("give a number such as 5 or a percentage such as '10%'")
+        if isinstance(value, int | float):
+            return {"amount": value}
+        if isinstance(value, str):
+            match = _MARGIN_TEXT.match(value)
+            if not match:
+                raise ValueError(f"{value!r} is neither a number such as 5 nor a percentage such as '10%'")
+            return {"percent" if match.group(2) else "amount": float(match.group(1))}
+        return value
+
+    def of(self, base: float) -> float:
+        """The margin for a base quantity or price (amount plus percent of the base)."""
+        return self.amount + abs(base) * self.percent / 100
+
+
+class AddressConfig(_Strict):
+    """A delivery address in Cin7 Core's shape (sale `ShippingAddress`)."""
+
+    line1: str
+    line2: str = ""
+    city: str = ""
+    state: str = ""
+    postcode: str = ""
+    country: str = ""
+
+
+class ShipToConfig(_Strict):
+    """Where one of the partner's ship-to codes (850 N1*ST N104: a store or DC number) delivers in Cin7 Core."""
+
+    customer: str | None = Field(default=None, description="Cin7 customer name or ID; default the partner's customer")
+    name: str | None = Field(default=None, description="Store or DC name printed on the address")
+    address: AddressConfig | None = Field(
+        default=None, description="Default: the address on the PO, then the customer's own shipping address"
+    )
+
+
+class InventoryFeedConfig(_Strict):
+    """The 846 inventory feed: what is counted and what is held back."""
+
+    per_location: bool = Field(default=False, description="One 846 per Cin7 location instead of one total")
+    safety_buffer: MarginConfig = Field(
+        default_factory=MarginConfig, description="Held back from each item's available quantity: 5 or '10%'"
+    )
+    locations: list[str] | None = Field(default=None, description="Cin7 location names counted; default all")
+    skus: list[str] | None = Field(default=None, description="The partner's assortment; default every active product")
+
+
 class PartnerConfig(_Strict):
     """One EDI partner: a 3PL warehouse (940 out, 945 in) or a trading partner (850 in; 855/856/810/846 out)."""
 
@@ -266,8 +379,36 @@ class PartnerConfig(_Strict):
     segment_terminator: str = "~"
     component_separator: str = ">"
     transport: TransportConfig
-    # Trading partners (issue 8) extend this model with item and ship-to mappings.
-    details: dict[str, Any] = Field(default_factory=dict)
+    sets: list[str] = Field(default_factory=list, description="Transaction sets exchanged; default all of the kind's")
+    ack_overdue_minutes: float = Field(default=24 * 60, gt=0, description="A 997 later than this is overdue")
+    # -- trading partners only ---------------------------------------------------------------------------------
+    customer: str | None = Field(default=None, description="Default Cin7 customer (name or ID) for its orders")
+    location: str | None = Field(default=None, description="Cin7 location its sales ship from; default the account's")
+    item_match: list[str] = Field(
+        default_factory=lambda: ["upc", "buyer_part", "vendor_part"],
+        description="How PO item ids find Cin7 products, in order: upc (UP/EN/UK -> Barcode), sku (SK -> SKU), "
+        "buyer_part (BP/IN -> SKU), vendor_part (VN/VP -> SKU)",
+    )
+    item_map: dict[str, str] = Field(
+        default_factory=dict, description="Exceptions: the partner's item id -> Cin7 SKU (checked first)"
+    )
+    ship_to: dict[str, ShipToConfig] = Field(default_factory=dict, description="Partner ship-to code -> delivery")
+    price_tier: str | None = Field(default=None, description="Cin7 price tier name; default the customer's tier")
+    price_tolerance: MarginConfig = Field(
+        default_factory=MarginConfig, description="How far a PO price may be from the tier price: 0.05 or '1%'"
+    )
+    partial_acceptance: bool = Field(
+        default=True,
+        description="Reject only the bad lines of a PO (True) or the whole PO when any line is bad (False)",
+    )
+    accepted_uoms: list[str] = Field(default_factory=lambda: ["EA"], description="PO1 units we sell in")
+    carrier_scac: dict[str, str] = Field(
+        default_factory=lambda: {"UPS": "UPSN", "FedEx": "FDEG", "USPS": "USPS"},
+        description="Cin7 carrier name -> SCAC for the 856 TD5",
+    )
+    gs1_company_prefix: str | None = Field(default=None, description="GS1 company prefix for SSCC-18 carton labels")
+    sscc_extension_digit: int = Field(default=0, ge=0, le=9, description="First digit of our SSCC-18s")
+    inventory: InventoryFeedConfig = Field(default_factory=InventoryFeedConfig)
 
     @field_validator("key")
     @classmethod
@@ -289,6 +430,64 @@ class PartnerConfig(_Strict):
         if value not in ("P", "T"):
             raise ValueError("must be 'P' (production) or 'T' (test)")
         return value
+
+    @field_validator("sets", mode="before")
+    @classmethod
+    def _set_ids_as_text(cls, value: Any) -> Any:
+        # YAML reads `sets: [850, 855]` as numbers; set ids are codes.
+        if isinstance(value, list):
+            return [str(item) if isinstance(item, int) and not isinstance(item, bool) else item for item in value]
+        return value
+
+    @field_validator("item_match")
+    @classmethod
+    def _item_match(cls, value: list[str]) -> list[str]:
+        unknown = [kind for kind in value if kind not in ITEM_MATCH_KINDS]
+        if unknown:
+            raise ValueError(f"unknown kinds {unknown}; use {', '.join(ITEM_MATCH_KINDS)}")
+        return value
+
+    @field_validator("carrier_scac")
+    @classmethod
+    def _scacs(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = {carrier: scac for carrier, scac in value.items() if not _SCAC.match(scac)}
+        if bad:
+            raise ValueError(f"a SCAC is 2 to 4 capital letters: {bad}")
+        return value
+
+    @field_validator("gs1_company_prefix")
+    @classmethod
+    def _gs1_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not (value.isascii() and value.isdigit() and 6 <= len(value) <= 12):
+            raise ValueError("must be the 6 to 12 digits GS1 assigned")
+        return value
+
+    @field_validator("accepted_uoms")
+    @classmethod
+    def _uoms(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one unit of measure, e.g. EA")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_sets(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("sets") and data.get("kind") in ("threepl", "trading"):
+            return {**data, "sets": list(TRADING_SETS if data["kind"] == "trading" else THREEPL_SETS)}
+        return data
+
+    @model_validator(mode="after")
+    def _trading_settings(self) -> PartnerConfig:
+        allowed = TRADING_SETS if self.kind == "trading" else THREEPL_SETS
+        unknown = [set_id for set_id in self.sets if set_id not in allowed]
+        if unknown:
+            raise ValueError(f"sets: a {self.kind} partner exchanges {', '.join(allowed)}, not {', '.join(unknown)}")
+        if self.kind == "trading" and "856" in self.sets and self.gs1_company_prefix is None:
+            raise ValueError("gs1_company_prefix: required when the partner receives 856s (SSCC-18 carton labels)")
+        return self
+
+    def exchanges(self, set_id: str) -> bool:
+        return set_id in self.sets
 
 
 # ---------------------------------------------------------------- order automation (issue 7)
@@ -489,7 +688,13 @@ def builtin_sandbox_config(
         for inst in sandbox_instances(seed)
     ]
     fx = {"kind": "ecb", "base_url": os.environ.get(ECB_SANDBOX_URL_ENV, DEFAULT_ECB_SANDBOX_URL)}
-    return parse_config({"reporting_currency": "USD", "instances": instances, "fx": fx}, "<built-in sandbox config>")
+    document: dict[str, Any] = {"reporting_currency": "USD", "instances": instances, "fx": fx}
+    from gp_pipelines.sandbox.zoho.server import ZOHO_SANDBOX_URL_ENV, sandbox_zoho_section
+
+    zoho_url = os.environ.get(ZOHO_SANDBOX_URL_ENV)
+    if zoho_url:  # a running Zoho Analytics sandbox: export to it
+        document["zoho_analytics"] = sandbox_zoho_section(zoho_url, seed)
+    return parse_config(document, "<built-in sandbox config>")
 
 
 def load_config() -> PlatformConfig:
