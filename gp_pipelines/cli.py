@@ -150,6 +150,41 @@ def _cmd_cache_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_relocate(args: argparse.Namespace) -> int:
+    """Move one sale to another location (see gp_pipelines/automation/relocate.py); 1 when refused or failed."""
+    import psycopg
+
+    from gp_pipelines.automation.relocate import RelocationError, relocate_sale
+    from gp_pipelines.cin7.client import Cin7Client
+    from gp_pipelines.cin7.errors import Cin7Error
+    from gp_pipelines.cin7.limiter import PostgresRateLimiter
+    from gp_pipelines.config import load_config
+
+    instance = load_config().instance(args.instance)
+    missing = [name for name in instance.application_key_env if not os.environ.get(name)]
+    if missing:
+        print("error: application keys not set in the environment: " + ", ".join(missing), file=sys.stderr)
+        return 2
+    database_url = database.database_url()
+    limiter = PostgresRateLimiter(database_url, calls=instance.calls_per_minute)
+    keys = [os.environ[name] for name in instance.application_key_env]
+    try:
+        with (
+            Cin7Client(instance.base_url, instance.account_id, keys, instance=instance.key, limiter=limiter) as client,
+            psycopg.connect(database_url, autocommit=True) as conn,
+        ):
+            result = relocate_sale(client, conn, instance.key, args.sale, args.location, dry_run=args.dry_run,
+                                   require_stock=args.require_stock, lock_wait_seconds=args.wait,
+                                   actor=f"cli:{os.environ.get('USER', '?')}")
+    except (RelocationError, Cin7Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        limiter.close()
+    print("\n".join(result.describe()))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     # bench/ lives beside the package in the checkout, not inside it.
     sys.path.insert(0, str(database.project_home().parent))
@@ -284,6 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
     register_sync(commands)
 
     register_edi(commands)
+
+    relocate = commands.add_parser("relocate", help="move a sale to another location, keeping its invoices "
+                                   "and payments (resumes an unfinished move)")
+    relocate.add_argument("--instance", required=True, help="instance key from the config")
+    relocate.add_argument("--sale", required=True, metavar="SALE_ID", help="the sale's ID in Cin7 Core")
+    relocate.add_argument("--location", required=True, help="target location name (or ID)")
+    relocate.add_argument("--dry-run", action="store_true", help="print the validations and the plan only")
+    relocate.add_argument("--require-stock", action="store_true",
+                          help="refuse when the target cannot cover every line from stock")
+    relocate.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                          help="wait this long for another worker's lock on the order (default: refuse at once)")
+    relocate.set_defaults(func=_cmd_relocate)
 
     bench = commands.add_parser("bench", help="run a benchmark from bench/ and print its figures")
     bench.add_argument("name", help="benchmark name, e.g. edi or sandbox")

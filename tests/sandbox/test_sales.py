@@ -17,19 +17,26 @@ PRODUCTS = {
 
 
 class FakeEnv:
-    """In-memory world: a ticking clock, counters, and stock per (location, product)."""
+    """In-memory world: a ticking clock, counters, and stock per product at two locations.
+
+    `on_hand`/`allocated` are the main location's (loc-1); `on_hand_2`/`allocated_2` the second's (loc-2)."""
 
     base_currency = "AUD"
     timezone = "Australia/Sydney"
     tax_rate = 0.1
     tax_rule = "GST on Income"
 
-    def __init__(self, stock: dict[str, float] | None = None) -> None:
+    def __init__(self, stock: dict[str, float] | None = None, stock_2: dict[str, float] | None = None) -> None:
         self.t = 1_790_000_000_000
         self.ids = itertools.count(1)
         self.numbers: dict[str, int] = {}
         self.on_hand = dict(stock or {"p1": 100.0, "p2": 100.0})
         self.allocated: dict[str, dict[str, float]] = {}
+        self.on_hand_2 = dict(stock_2 or {})
+        self.allocated_2: dict[str, dict[str, float]] = {}
+
+    def _ledger(self, location_id: str) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        return (self.on_hand, self.allocated) if location_id == "loc-1" else (self.on_hand_2, self.allocated_2)
 
     def now_ms(self) -> int:
         self.t += 1000
@@ -46,29 +53,56 @@ class FakeEnv:
         return PRODUCTS.get(str(product_id)) or next((p for p in PRODUCTS.values() if p["SKU"] == sku), None)
 
     def location_id(self, name: str) -> str:
-        return "loc-1"
+        location = self.location(name)
+        assert location is not None, name
+        return location["ID"]
+
+    def location(self, key: str) -> dict[str, Any] | None:
+        return next((loc for loc in (LOCATION, LOCATION_2) if key in (loc["ID"], loc["Name"])), None)
 
     def allocate(self, sale_id: str, location_id: str, product_id: str, quantity: float) -> float:
-        free = self.on_hand.get(product_id, 0) - sum(a.get(product_id, 0) for a in self.allocated.values())
+        on_hand, allocated = self._ledger(location_id)
+        free = on_hand.get(product_id, 0) - sum(a.get(product_id, 0) for a in allocated.values())
         take = max(0.0, min(quantity, free))
-        self.allocated.setdefault(sale_id, {})[product_id] = take
+        held = allocated.setdefault(sale_id, {})
+        held[product_id] = held.get(product_id, 0.0) + take
         return take
+
+    def held(self, sale_id: str, product_id: str) -> dict[str, float]:
+        out = {}
+        for location_id in ("loc-1", "loc-2"):
+            qty = self._ledger(location_id)[1].get(sale_id, {}).get(product_id, 0.0)
+            if qty > 0:
+                out[location_id] = qty
+        return out
+
+    def available(self, location_id: str, product_id: str) -> float:
+        on_hand, allocated = self._ledger(location_id)
+        return on_hand.get(product_id, 0) - sum(a.get(product_id, 0) for a in allocated.values())
+
+    def deallocate(self, sale_id: str, location_id: str, product_id: str, quantity: float) -> None:
+        held = self._ledger(location_id)[1].get(sale_id, {})
+        held[product_id] = max(0.0, held.get(product_id, 0.0) - quantity)
 
     def release(self, sale_id: str) -> None:
         self.allocated.pop(sale_id, None)
+        self.allocated_2.pop(sale_id, None)
 
     def consume(self, sale_id: str, location_id: str, product_id: str, quantity: float) -> None:
-        self.on_hand[product_id] -= quantity
-        held = self.allocated.get(sale_id, {})
+        on_hand, allocated = self._ledger(location_id)
+        on_hand[product_id] -= quantity
+        held = allocated.get(sale_id, {})
         held[product_id] = max(0.0, held.get(product_id, 0) - quantity)
 
     def restock(self, location_id: str, product_id: str, quantity: float) -> None:
-        self.on_hand[product_id] += quantity
+        on_hand = self._ledger(location_id)[0]
+        on_hand[product_id] = on_hand.get(product_id, 0.0) + quantity
 
 
 CUSTOMER = {"ID": "c1", "Name": "Corner Cafe", "Currency": "NZD", "Contacts": [{"Name": "Sam", "Email": "s@x"}],
             "Addresses": [{"Line1": "1 Road"}]}
 LOCATION = {"ID": "loc-1", "Name": "Main Warehouse"}
+LOCATION_2 = {"ID": "loc-2", "Name": "Overflow"}
 
 
 def new_sale(env: FakeEnv, **body: Any) -> dict[str, Any]:
@@ -257,3 +291,105 @@ def test_undo_reverts_authorised_stages_to_draft() -> None:
     assert doc["COGSAmount"] == 0.0 and doc["InventoryMovements"] == []
     with pytest.raises(SaleError, match="Nothing to undo"):
         sales.undo_sale(env, doc)
+
+
+# ---------------------------------------------------------------- pick locations, payments, invoice undo, relocation
+
+
+def test_pick_line_from_another_location_moves_the_hold_and_ships_from_there() -> None:
+    env = FakeEnv(stock_2={"p1": 10.0})
+    doc = authorised(env)  # 4 x p1 allocated at Main Warehouse
+    assert env.held("sale-1", "p1") == {"loc-1": 4.0}
+    task = sales.task_for_stage(env, doc, "sale-1")
+    sales.set_pick(env, doc, task, {"Status": "AUTHORISED", "Lines": [
+        {"ProductID": "p1", "Quantity": 3, "Location": "Overflow"}, {"ProductID": "p1", "Quantity": 1}]})
+    assert [(line["Location"], line["LocationID"], line["Quantity"]) for line in task["Pick"]["Lines"]] == [
+        ("Overflow", "loc-2", 3.0), ("Main Warehouse", "loc-1", 1.0)]
+    assert env.held("sale-1", "p1") == {"loc-1": 1.0, "loc-2": 3.0}  # never more than ordered
+    sales.set_pack(env, doc, task, {"Status": "AUTHORISED"})
+    sales.set_ship(env, doc, task, {"Status": "AUTHORISED"})
+    assert (env.on_hand["p1"], env.on_hand_2["p1"]) == (99.0, 7.0)
+    sales.undo_sale(env, doc)  # shipped stock returns where it was picked from
+    assert (env.on_hand["p1"], env.on_hand_2["p1"]) == (100.0, 10.0)
+    assert env.held("sale-1", "p1") == {}
+
+
+def test_pick_refused_without_stock_at_the_line_location() -> None:
+    env = FakeEnv(stock_2={"p1": 2.0})
+    doc = authorised(env)
+    task = sales.task_for_stage(env, doc, "sale-1")
+    with pytest.raises(SaleError, match="Not enough stock at location Overflow for SKU TEA-1"):
+        sales.set_pick(env, doc, task, {"Status": "AUTHORISED", "Lines": [
+            {"ProductID": "p1", "Quantity": 4, "LocationID": "loc-2"}]})
+    assert env.held("sale-1", "p1") == {"loc-1": 4.0}  # nothing moved
+    sales.set_pick(env, doc, task, {"Status": "DRAFT", "Lines": [  # a draft takes no stock: allowed
+        {"ProductID": "p1", "Quantity": 4, "LocationID": "loc-2"}]})
+    with pytest.raises(SaleError, match="Location not found"):
+        sales.set_pick(env, doc, task, {"Status": "AUTHORISED", "Lines": [
+            {"ProductID": "p1", "Quantity": 4, "Location": "Nowhere"}]})
+
+
+def test_location_changes_only_while_the_order_is_not_authorised() -> None:
+    env = FakeEnv(stock_2={"p1": 10.0})
+    doc = new_sale(env)
+    sales.update_sale(env, doc, {"Location": "Overflow"})
+    assert doc["Location"] == "Overflow"
+    sales.set_order(env, doc, {"Status": "AUTHORISED", "Lines": [{"ProductID": "p1", "Quantity": 4}]})
+    assert env.held("sale-1", "p1") == {"loc-2": 4.0}  # allocated at the (new) header location
+    with pytest.raises(SaleError, match="Location cannot be changed while the Order is AUTHORISED"):
+        sales.update_sale(env, doc, {"LocationID": "loc-1"})
+    with pytest.raises(SaleError, match="Location not found"):
+        sales.update_sale(env, doc, {"Location": "Nowhere"})
+    sales.undo_sale(env, doc)
+    sales.update_sale(env, doc, {"LocationID": "loc-1"})
+    sales.set_order(env, doc, {"Status": "AUTHORISED"})
+    assert doc["Location"] == "Main Warehouse" and env.held("sale-1", "p1") == {"loc-1": 4.0}
+
+
+def test_payments_partial_full_delete_and_the_undo_rules() -> None:
+    env = FakeEnv()
+    doc = authorised(env)
+    invoice = sales.add_invoice(env, doc, {"Status": "AUTHORISED", "InvoiceDate": "2026-11-20"})
+    assert invoice["InvoiceDate"] == "2026-11-20T00:00:00" and invoice["Total"] == 48.4
+    first = sales.add_payment(env, doc, invoice, 20.0, 0.93, reference="BANK 1", date_paid="2026-11-21",
+                              account="1110")
+    assert first["DatePaid"] == "2026-11-21T00:00:00" and first["Reference"] == "BANK 1"
+    assert invoice["Status"] == "AUTHORISED" and doc["CombinedPaymentStatus"] == "PARTIALLY PAID"
+    with pytest.raises(SaleError, match=r"exceeds the balance 28\.40"):
+        sales.add_payment(env, doc, invoice, 30.0, 0.93)
+    with pytest.raises(SaleError, match="payments"):
+        sales.undo_sale(env, doc)  # any payment blocks Undo, not only a PAID invoice
+    with pytest.raises(SaleError, match="has payments"):
+        sales.void_invoice(env, doc, invoice["TaskID"], void=False)
+    second = sales.add_payment(env, doc, invoice, 28.4, 0.93)
+    assert invoice["Status"] == "PAID" and invoice["Paid"] == 48.4
+    sales.delete_payment(env, doc, second["ID"])
+    assert invoice["Status"] == "AUTHORISED" and invoice["Paid"] == 20.0
+    sales.update_payment(env, doc, first["ID"], {"Amount": 48.4})
+    assert invoice["Status"] == "PAID"
+    assert [row["Amount"] for row in sales.payment_rows(doc)] == [48.4]
+    with pytest.raises(SaleError, match="not found"):
+        sales.delete_payment(env, doc, "nope")
+
+
+def test_invoice_undo_void_and_reauthorise_keep_number_and_totals() -> None:
+    env = FakeEnv()
+    doc = authorised(env)
+    invoice = sales.add_invoice(env, doc, {"Status": "AUTHORISED"})
+    number, total = invoice["InvoiceNumber"], invoice["Total"]
+    sales.void_invoice(env, doc, invoice["TaskID"], void=False)
+    assert invoice["Status"] == "DRAFT" and doc["Status"] == "INVOICING"
+    with pytest.raises(SaleError, match="Nothing to undo"):
+        sales.void_invoice(env, doc, invoice["TaskID"], void=False)
+    sales.update_invoice(env, doc, invoice, {"Status": "AUTHORISED", "InvoiceDate": "2026-11-01",
+                                             "Lines": [{"ProductID": "p1", "Quantity": 4}]})
+    assert (invoice["Status"], invoice["InvoiceNumber"], invoice["Total"]) == ("AUTHORISED", number, total)
+    assert invoice["InvoiceDate"] == "2026-11-01T00:00:00"
+    with pytest.raises(SaleError, match="only while DRAFT"):
+        sales.update_invoice(env, doc, invoice, {"Status": "AUTHORISED"})
+    sales.void_invoice(env, doc, invoice["TaskID"], void=True)
+    assert invoice["Status"] == "VOIDED" and doc["CombinedInvoiceStatus"] == "NOT INVOICED"
+    again = sales.add_invoice(env, doc, {"Status": "DRAFT", "Lines": [{"ProductID": "p1", "Quantity": 1}]})
+    assert again["Total"] == 12.1  # a quarter of the order line, pro rata
+    with pytest.raises(SaleError, match="only 3 left to invoice"):
+        sales.add_invoice(env, doc, {"Lines": [{"ProductID": "p1", "Quantity": 4}]})

@@ -19,6 +19,18 @@ Choices where the real API is undocumented:
 - `ShipBy`/`RequiredBy` filters match the calendar day; `Search` is a case-insensitive substring match.
 - Generated history does not move generated stock levels; API and simulated writes do (allocate on order
   authorisation, consume on ship, release on void/undo).
+- Pick lines may carry their own `Location`/`LocationID` (default: the sale's). Authorising a pick holds the
+  stock at each line's location (moving the order's hold from elsewhere); a location without enough free
+  stock refuses it with "Not enough stock at location X for SKU Y" (no picking into negative stock; also for
+  AUTOPICK of a backordered order). Shipping consumes, and undo/void restocks, at each line's location.
+- `sale/payment`: GET ?SaleID= is a bare array of invoice payments (`Type: PAYMENT`; credit-note refunds are
+  not listed); POST needs the invoice's `TaskID`, refuses an amount above the balance; DELETE ?ID= answers
+  with the sale's remaining payments. An invoice is PAID once fully paid, AUTHORISED again when a payment goes.
+  Undo of the sale, and Void/Undo of an invoice, are refused while any payment exists.
+- `DELETE sale/invoice?TaskID=&Void=`: Void → VOIDED, Undo → DRAFT. POST sale/invoice with an existing
+  invoice's `TaskID` (or PUT) edits a DRAFT invoice and may authorise it; it keeps its TaskID and number.
+- PUT sale `Location`/`LocationID` only while the Order is DRAFT or NOT AVAILABLE; the saleList
+  `OrderLocationID` follows.
 """
 
 from .app import create_app

@@ -222,14 +222,87 @@ def _stage_handler(stage: str) -> Handler:
     return handle
 
 
+def _sale_for_task(call: _Call, body: Row) -> DocRecord:
+    """The sale a stage write is about: its `SaleID`, else the sale owning its `TaskID`."""
+    if body.get("SaleID"):
+        call.params["saleid"] = str(body["SaleID"])
+        return _sale_record(call)
+    call.params["taskid"] = str(body.get("TaskID") or "")
+    record, _ = _task_record(call)
+    return record
+
+
 def _sale_invoice(call: _Call) -> Response:
-    if call.method != "GET":
-        body = call.json_body()
-        call.params["saleid"] = str(body.get("SaleID") or "")
-        record = _sale_record(call)
-        _mutate(call, record, lambda d: sales.add_invoice(call.store, d, body))
+    """GET ?SaleID=; POST creates an invoice, or with an existing invoice's `TaskID` edits/authorises that DRAFT
+    invoice (as PUT does); DELETE ?TaskID=&Void= voids or undoes one."""
+    if call.method == "GET":
+        return _invoices(_sale_record(call))
+    if call.method == "DELETE":
+        record, task_id = _task_record(call)
+        void = call.params.get("void", "false").strip().lower() == "true"
+        _mutate(call, record, lambda d: sales.void_invoice(call.store, d, task_id, void))
         return _invoices(record)
-    return _invoices(_sale_record(call))
+    body = call.json_body()
+    task_id = str(body.get("TaskID") or "")
+    if call.method == "PUT" and not task_id:
+        raise BadRequest("Parameter TaskID is required")
+    record = _sale_for_task(call, body)
+    existing = next((i for i in record.document()["Invoices"] if i["TaskID"].lower() == task_id.lower()), None)
+    if existing is not None:
+        tid = existing["TaskID"]
+        _mutate(call, record, lambda d: sales.update_invoice(call.store, d, sales.find_invoice(d, tid), body))
+    elif task_id and (call.method == "PUT" or task_id.lower() != record.id.lower()):
+        raise BadRequest(f"Invoice with TaskID = {task_id} not found")
+    else:
+        _mutate(call, record, lambda d: sales.add_invoice(call.store, d, body))
+    return _invoices(record)
+
+
+def _payment_record(call: _Call, payment_id: str) -> DocRecord:
+    sale_id = call.store.payment_index.get(payment_id.strip().lower())
+    record = call.store.get("sales", sale_id) if sale_id else None
+    if not isinstance(record, DocRecord):
+        raise BadRequest(f"Payment with ID = {payment_id} not found")
+    return record
+
+
+def _sale_payment(call: _Call) -> Response:
+    """GET ?SaleID= (a bare array), POST against an invoice's `TaskID`, PUT by `ID`, DELETE ?ID=."""
+    if call.method == "GET":
+        return json_response(sales.payment_rows(_sale_record(call).document()))
+    if call.method == "DELETE":
+        payment_id = call.param("ID")
+        record = _payment_record(call, payment_id)
+        _mutate(call, record, lambda d: sales.delete_payment(call.store, d, payment_id))
+        return json_response(sales.payment_rows(record.document()))
+    body = call.json_body()
+    if call.method == "PUT":
+        payment_id = str(body.get("ID") or "")
+        if not payment_id:
+            raise BadRequest("Parameter ID is required")
+        record = _payment_record(call, payment_id)
+        _mutate(call, record, lambda d: sales.update_payment(call.store, d, payment_id, body))
+    else:
+        if not body.get("TaskID"):
+            raise BadRequest("Parameter TaskID is required: the TaskID of the invoice the payment is for")
+        record = _sale_for_task(call, body)
+        task_id = str(body["TaskID"])
+        try:
+            amount = float(body.get("Amount"))
+            rate = float(body["CurrencyRate"]) if body.get("CurrencyRate") else None
+        except (TypeError, ValueError):
+            raise BadRequest("Amount and CurrencyRate must be numbers") from None
+
+        def pay(doc: Row) -> Row:
+            invoice = sales.find_invoice(doc, task_id)
+            return sales.add_payment(
+                call.store, doc, invoice, amount, rate if rate is not None else invoice["CurrencyConversionRate"],
+                reference=body.get("Reference"), date_paid=body.get("DatePaid"),
+                account=str(body.get("Account") or "1100"))
+
+        payment_id = _mutate(call, record, pay)["ID"]
+    row = next(r for r in sales.payment_rows(record.document()) if r["ID"] == payment_id)
+    return json_response(row)
 
 
 # path -> (allowed methods, handler)
@@ -241,7 +314,8 @@ ROUTES: dict[str, tuple[tuple[str, ...], Handler]] = {
     "sale/fulfilment/pick": (("GET", "POST", "PUT"), _stage_handler("Pick")),
     "sale/fulfilment/pack": (("GET", "POST", "PUT"), _stage_handler("Pack")),
     "sale/fulfilment/ship": (("GET", "POST", "PUT"), _stage_handler("Ship")),
-    "sale/invoice": (("GET", "POST"), _sale_invoice),
+    "sale/invoice": (("GET", "POST", "PUT", "DELETE"), _sale_invoice),
+    "sale/payment": (("GET", "POST", "PUT", "DELETE"), _sale_payment),
     **{path: (("GET",), _detail) for path in DETAIL_ENDPOINTS if path != "sale"},
 }
 

@@ -196,11 +196,23 @@ class _BuildEnv:
     def location_id(self, name: str) -> str:
         return self.store.location_id(name)
 
+    def location(self, key: str) -> Row | None:
+        return self.store.location(key)
+
     def allocate(self, sale_id: str, location_id: str, product_id: str, quantity: float) -> float:
         if self.backorder:
             self.backorder = False  # one short line is enough to make the sale BACKORDERED
             return float(int(quantity // 2))
         return quantity
+
+    def held(self, sale_id: str, product_id: str) -> dict[str, float]:
+        return {}
+
+    def available(self, location_id: str, product_id: str) -> float:
+        return float("inf")  # history's picks always find their stock (see release())
+
+    def deallocate(self, sale_id: str, location_id: str, product_id: str, quantity: float) -> None:
+        """See release()."""
 
     def release(self, sale_id: str) -> None:
         """History does not move the generated stock levels (they are generated on their own)."""

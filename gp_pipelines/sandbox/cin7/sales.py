@@ -9,6 +9,7 @@ drives the same functions to build its historical sales, so generated and API-ma
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any, Protocol
 
 from .model import add_days_date, fmt_business_date, fmt_stamp
@@ -34,7 +35,11 @@ class SaleEnv(Protocol):
     def next_number(self, kind: str) -> str: ...
     def product(self, product_id: str | None, sku: str | None) -> dict[str, Any] | None: ...
     def location_id(self, name: str) -> str: ...
+    def location(self, key: str) -> dict[str, Any] | None: ...
     def allocate(self, sale_id: str, location_id: str, product_id: str, quantity: float) -> float: ...
+    def held(self, sale_id: str, product_id: str) -> dict[str, float]: ...
+    def available(self, location_id: str, product_id: str) -> float: ...
+    def deallocate(self, sale_id: str, location_id: str, product_id: str, quantity: float) -> None: ...
     def release(self, sale_id: str) -> None: ...
     def consume(self, sale_id: str, location_id: str, product_id: str, quantity: float) -> None: ...
     def restock(self, location_id: str, product_id: str, quantity: float) -> None: ...
@@ -42,6 +47,23 @@ class SaleEnv(Protocol):
 
 def money(x: float) -> float:
     return round(x + 0.0, 2)
+
+
+def business_date(value: Any, field: str) -> str:
+    """A business date as the API emits it (`yyyy-MM-ddT00:00:00`, no zone) from what a client sent."""
+    text = str(value or "").strip()
+    try:
+        day = datetime.strptime(text[:10], "%Y-%m-%d")
+    except ValueError:
+        raise SaleError(f"{field} '{text}' is not a valid date. Expected yyyy-MM-dd.") from None
+    return f"{day:%Y-%m-%d}T00:00:00"
+
+
+def _number(raw: dict[str, Any], field: str, default: float = 0.0) -> float:
+    try:
+        return float(raw.get(field, default))
+    except (TypeError, ValueError):
+        raise SaleError(f"{field} must be a number, not {raw.get(field)!r}") from None
 
 
 # ---------------------------------------------------------------- creation and header edits
@@ -115,8 +137,24 @@ _EDITABLE_HEADER = ("CustomerReference", "Note", "ShipBy", "ShippingNotes", "Shi
 
 
 def update_sale(env: SaleEnv, doc: Doc, body: dict[str, Any]) -> Doc:
-    """PUT sale: header fields only (stages have their own endpoints)."""
+    """PUT sale: header fields only (stages have their own endpoints).
+
+    `Location`/`LocationID` may change only while the Order is not authorised (DRAFT or NOT AVAILABLE): an
+    authorised order holds stock at its location, so the sale must be undone first.
+    """
     _require_not_voided(doc)
+    wanted = body.get("LocationID") or body.get("Location")
+    if wanted:
+        location = env.location(str(wanted))
+        if location is None:
+            raise SaleError(f"Location not found: {wanted!r}")
+        if location.get("IsDeprecated"):
+            raise SaleError(f"Location {location['Name']} is deprecated")
+        if location["Name"] != doc["Location"]:
+            if doc["Order"]["Status"] not in EDITABLE_STAGE:
+                raise SaleError(f"Location cannot be changed while the Order is {doc['Order']['Status']}. "
+                                "Undo the sale before changing its location.")
+            doc["Location"] = location["Name"]
     for key in _EDITABLE_HEADER:
         if key in body:
             doc[key] = body[key]
@@ -276,39 +314,102 @@ def _status_of(body: dict[str, Any], allowed: tuple[str, ...]) -> str:
     return status
 
 
+def _location_of(env: SaleEnv, key: str) -> tuple[str, str]:
+    location = env.location(key)
+    if location is None:
+        raise SaleError(f"Location not found: {key!r}")
+    return location["Name"], location["ID"]
+
+
 def set_pick(env: SaleEnv, doc: Doc, task: dict[str, Any], body: dict[str, Any]) -> Doc:
-    """POST/PUT sale/fulfilment/pick. `AutoPickMode: AUTOPICK` picks every remaining unit and authorises."""
+    """POST/PUT sale/fulfilment/pick. `AutoPickMode: AUTOPICK` picks every remaining unit and authorises.
+
+    Each line may name its own `Location`/`LocationID` (a fulfilment may pick from any location); lines
+    without one pick from the sale's location. Authorising takes the stock at each line's location.
+    """
     _require_order_authorised(doc)
     pick = task["Pick"]
     if pick["Status"] not in EDITABLE_STAGE:
         raise SaleError(f"Pick is {pick['Status']}; it can be changed only while DRAFT or NOT AVAILABLE")
     autopick = str(body.get("AutoPickMode", "")).upper() == "AUTOPICK"
     status = "AUTHORISED" if autopick else _status_of(body, ("DRAFT", "AUTHORISED"))
-    location = doc["Location"]
-    location_id = env.location_id(location)
+    header = _location_of(env, doc["Location"])
     pick["Lines"] = []  # this task's own draft lines do not count against what remains
+    wanted: dict[tuple[str, str, str], float] = {}  # (product id, location name, location id) -> quantity
     if body.get("Lines") and not autopick:
-        wanted = Counter()
         for raw in body["Lines"]:
             product = env.product(raw.get("ProductID"), raw.get("SKU"))
             if product is None:
                 raise SaleError(f"Product not found: {raw.get('ProductID') or raw.get('SKU')!r}")
-            wanted[product["ID"]] += float(raw.get("Quantity", 0))
+            where = raw.get("LocationID") or raw.get("Location")
+            key = (product["ID"], *(_location_of(env, str(where)) if where else header))
+            wanted[key] = wanted.get(key, 0.0) + _number(raw, "Quantity")
     else:
-        wanted = _remaining_to_pick(doc)
+        wanted = {(pid, *header): qty for pid, qty in _remaining_to_pick(doc).items()}
+    per_product: Counter[str] = Counter()
+    for (pid, _, _), qty in wanted.items():
+        per_product[pid] += qty
     remaining = _remaining_to_pick(doc)
-    for product_id, qty in wanted.items():
+    for product_id, qty in per_product.items():
         if qty > remaining.get(product_id, 0) + 1e-9:
             raise SaleError(f"Cannot pick {qty:g} of {product_id}: only {remaining.get(product_id, 0):g} left")
-    if not +wanted:
+    if not +per_product:
         raise SaleError("Nothing left to pick on this sale")
-    pick["Lines"] = [
-        {**_product_line(doc, pid, qty), "Location": location, "LocationID": location_id,
+    lines = [
+        {**_product_line(doc, pid, qty), "Location": name, "LocationID": location_id,
          "BatchSN": "", "ExpiryDate": None}
-        for pid, qty in wanted.items() if qty > 0
+        for (pid, name, location_id), qty in wanted.items() if qty > 0
     ]
+    if status == "AUTHORISED":
+        _hold_pick_stock(env, doc, task, lines)
+    pick["Lines"] = lines
     pick["Status"] = status
     return touch(env, doc)
+
+
+def _pick_claims(doc: Doc, exclude: dict[str, Any]) -> Counter[tuple[str, str]]:
+    """(product, location id) -> quantity authorised picks of other live tasks hold but have not shipped."""
+    claims: Counter[tuple[str, str]] = Counter()
+    for task in doc["Fulfilments"]:
+        if task is exclude or task["FulFilmentStatus"] == "VOIDED" or task["Pick"]["Status"] not in AUTHORISED_LIKE:
+            continue
+        if task["Ship"]["Status"] == "AUTHORISED":
+            continue  # shipped: its stock is consumed, nothing is held for it any more
+        for line in task["Pick"]["Lines"]:
+            claims[(line["ProductID"], line["LocationID"])] += line["Quantity"]
+    return claims
+
+
+def _hold_pick_stock(env: SaleEnv, doc: Doc, task: dict[str, Any], lines: list[dict[str, Any]]) -> None:
+    """An authorised pick takes its stock at each line's location.
+
+    The sale must hold the quantity there: what it already holds counts, the rest comes from free stock, and
+    the same quantity is freed from what the order held elsewhere (usually its header location), so the sale
+    never holds more than it ordered. A location without enough free stock refuses the pick: Cin7 Core does
+    not pick into negative stock (the stage shows NOT AVAILABLE instead). Everything is checked before any
+    stock moves, so a refused pick leaves the ledger as it was.
+    """
+    sale_id = doc["ID"]
+    claims = _pick_claims(doc, exclude=task)
+    for line in lines:
+        claims[(line["ProductID"], line["LocationID"])] += line["Quantity"]
+    needs: list[tuple[str, str, float]] = []
+    for line in {(line["ProductID"], line["LocationID"]): line for line in lines}.values():
+        pid, location_id = line["ProductID"], line["LocationID"]
+        need = claims[(pid, location_id)] - env.held(sale_id, pid).get(location_id, 0.0)
+        if need <= 1e-9:
+            continue
+        if env.available(location_id, pid) < need - 1e-9:
+            raise SaleError(f"Not enough stock at location {line['Location']} for SKU {line['SKU']}")
+        needs.append((pid, location_id, need))
+    for pid, location_id, need in needs:
+        env.allocate(sale_id, location_id, pid, need)
+        surplus = need
+        for other, quantity in env.held(sale_id, pid).items():
+            spare = min(quantity - claims.get((pid, other), 0.0), surplus)
+            if other != location_id and spare > 1e-9:
+                env.deallocate(sale_id, other, pid, spare)
+                surplus -= spare
 
 
 def set_pack(env: SaleEnv, doc: Doc, task: dict[str, Any], body: dict[str, Any]) -> Doc:
@@ -355,10 +456,9 @@ def set_ship(env: SaleEnv, doc: Doc, task: dict[str, Any], body: dict[str, Any])
             ship[key] = body[key]
     ship["Status"] = status
     if status == "AUTHORISED":
-        location_id = env.location_id(doc["Location"])
         costs = {line["ProductID"]: line["AverageCost"] for line in doc["Order"]["Lines"]}
         for line in task["Pick"]["Lines"]:
-            env.consume(doc["ID"], location_id, line["ProductID"], line["Quantity"])
+            env.consume(doc["ID"], _line_location_id(env, doc, line), line["ProductID"], line["Quantity"])
             cogs = money(line["Quantity"] * costs.get(line["ProductID"], 0.0))
             doc["COGSAmount"] = money(doc["COGSAmount"] + cogs)
             doc["InventoryMovements"].append({"TaskID": task["TaskID"], "ProductID": line["ProductID"],
@@ -384,11 +484,15 @@ def void_fulfilment(env: SaleEnv, doc: Doc, task_id: str, void: bool) -> Doc:
     return touch(env, doc)
 
 
+def _line_location_id(env: SaleEnv, doc: Doc, line: dict[str, Any]) -> str:
+    return line.get("LocationID") or env.location_id(doc["Location"])
+
+
 def _return_shipped_stock(env: SaleEnv, doc: Doc, task: dict[str, Any]) -> None:
+    """Shipped stock goes back to the location each line was picked from."""
     if task["Ship"]["Status"] == "AUTHORISED":
-        location_id = env.location_id(doc["Location"])
         for line in task["Pick"]["Lines"]:
-            env.restock(location_id, line["ProductID"], line["Quantity"])
+            env.restock(_line_location_id(env, doc, line), line["ProductID"], line["Quantity"])
         reversed_cogs = sum(m["COGS"] for m in doc["InventoryMovements"] if m["TaskID"] == task["TaskID"])
         doc["InventoryMovements"] = [m for m in doc["InventoryMovements"] if m["TaskID"] != task["TaskID"]]
         doc["COGSAmount"] = money(doc["COGSAmount"] - reversed_cogs)
@@ -403,30 +507,51 @@ def _undo_task(task: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- invoices, payments, credit notes
 
 
-def _invoiced(doc: Doc) -> Counter[str]:
+def _invoiced(doc: Doc, exclude: dict[str, Any] | None = None) -> Counter[str]:
     c: Counter[str] = Counter()
     for invoice in doc["Invoices"]:
-        if invoice["Status"] != "VOIDED":
+        if invoice["Status"] != "VOIDED" and invoice is not exclude:
             for line in invoice["Lines"]:
                 c[line["ProductID"]] += line["Quantity"]
     return c
 
 
-def add_invoice(env: SaleEnv, doc: Doc, body: dict[str, Any], rate: float | None = None) -> dict[str, Any]:
-    """POST sale/invoice (DRAFT or AUTHORISED); invoices whatever of the order is not invoiced yet."""
-    _require_order_authorised(doc)
-    status = _status_of(body, ("DRAFT", "AUTHORISED"))
-    remaining = _ordered(doc) - _invoiced(doc)
-    if not +remaining:
-        raise SaleError("Everything on this order is already invoiced")
-    now = env.now_ms()
-    invoice_date = body.get("InvoiceDate") or fmt_business_date(now, env.timezone)
+def find_invoice(doc: Doc, task_id: str) -> dict[str, Any]:
+    for invoice in doc["Invoices"]:
+        if invoice["TaskID"].lower() == str(task_id).lower():
+            return invoice
+    raise SaleError(f"Invoice with TaskID = {task_id} not found")
+
+
+def _invoice_lines(env: SaleEnv, doc: Doc, raw_lines: list[Any] | None,
+                   exclude: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Invoice lines priced from the order lines (tax and total pro rata), so re-invoicing the same quantities
+    gives the same amounts to the cent. Without `raw_lines`, everything not yet invoiced elsewhere."""
+    remaining = _ordered(doc) - _invoiced(doc, exclude)
+    if raw_lines is None:
+        wanted = Counter(remaining)
+    else:
+        if not isinstance(raw_lines, list):
+            raise SaleError("Lines must be a list")
+        wanted = Counter()
+        for raw in raw_lines:
+            product = env.product(raw.get("ProductID"), raw.get("SKU"))
+            if product is None or product["ID"] not in _ordered(doc):
+                raise SaleError(f"Product {raw.get('ProductID') or raw.get('SKU')!r} is not on the order")
+            quantity = _number(raw, "Quantity")
+            if quantity <= 0:
+                raise SaleError(f"Quantity must be greater than zero for product {product['SKU']}")
+            wanted[product["ID"]] += quantity
+        for product_id, quantity in wanted.items():
+            if quantity > remaining.get(product_id, 0) + 1e-9:
+                raise SaleError(f"Cannot invoice {quantity:g} of {product_id}: only "
+                                f"{remaining.get(product_id, 0):g} left to invoice")
     lines = []
     for order_line in doc["Order"]["Lines"]:
-        qty = min(order_line["Quantity"], remaining.get(order_line["ProductID"], 0))
+        qty = min(order_line["Quantity"], wanted.get(order_line["ProductID"], 0))
         if qty <= 0:
             continue
-        remaining[order_line["ProductID"]] -= qty
+        wanted[order_line["ProductID"]] -= qty
         share = qty / order_line["Quantity"]
         lines.append({
             "ProductID": order_line["ProductID"], "SKU": order_line["SKU"], "Name": order_line["Name"],
@@ -434,13 +559,29 @@ def add_invoice(env: SaleEnv, doc: Doc, body: dict[str, Any], rate: float | None
             "Tax": money(order_line["Tax"] * share), "TaxRule": order_line["TaxRule"],
             "Total": money(order_line["Total"] * share), "Account": "4000", "Comment": "",
         })
+    return lines
+
+
+def add_invoice(env: SaleEnv, doc: Doc, body: dict[str, Any], rate: float | None = None) -> dict[str, Any]:
+    """POST sale/invoice (DRAFT or AUTHORISED): the body's `Lines`, else whatever of the order is not invoiced."""
+    _require_order_authorised(doc)
+    status = _status_of(body, ("DRAFT", "AUTHORISED"))
+    lines = _invoice_lines(env, doc, body.get("Lines") if "Lines" in body else None)
+    if not lines:
+        raise SaleError("Everything on this order is already invoiced")
+    now = env.now_ms()
+    invoice_date = (business_date(body["InvoiceDate"], "InvoiceDate") if body.get("InvoiceDate")
+                    else fmt_business_date(now, env.timezone))
+    if rate is None:
+        rate = _number(body, "CurrencyConversionRate") if body.get("CurrencyConversionRate") else doc["CurrencyRate"]
     first = not doc["Invoices"] and doc["Type"] == "Simple Sale"
     invoice = {
         "TaskID": doc["ID"] if first else env.new_id(),
         "InvoiceNumber": env.next_number("INV"),
         "InvoiceDate": invoice_date,
-        "InvoiceDueDate": body.get("InvoiceDueDate") or add_days_date(invoice_date, 30),
-        "CurrencyConversionRate": rate if rate is not None else doc["CurrencyRate"],
+        "InvoiceDueDate": (business_date(body["InvoiceDueDate"], "InvoiceDueDate") if body.get("InvoiceDueDate")
+                           else add_days_date(invoice_date, 30)),
+        "CurrencyConversionRate": rate,
         "Status": status,
         "Lines": lines,
         "AdditionalCharges": [],
@@ -458,17 +599,139 @@ def add_invoice(env: SaleEnv, doc: Doc, body: dict[str, Any], rate: float | None
     return invoice
 
 
-def add_payment(env: SaleEnv, doc: Doc, invoice: dict[str, Any], amount: float, rate: float) -> Doc:
-    if invoice["Status"] != "AUTHORISED":
-        raise SaleError("Payments can be added only to an AUTHORISED invoice")
-    invoice["Payments"].append({
-        "ID": env.new_id(), "Reference": f"PMT {invoice['InvoiceNumber']}", "Amount": money(amount),
-        "DatePaid": fmt_business_date(env.now_ms(), env.timezone), "Account": "1100", "CurrencyRate": rate,
-    })
-    invoice["Paid"] = money(invoice["Paid"] + amount)
-    if invoice["Paid"] >= invoice["Total"] - 0.005:
-        invoice["Status"] = "PAID"
+def update_invoice(env: SaleEnv, doc: Doc, invoice: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """POST (with the invoice's `TaskID`) or PUT sale/invoice: edit a DRAFT invoice and optionally authorise it.
+
+    Only a DRAFT invoice can change (an authorised one is undone first with DELETE sale/invoice). `Lines`, when
+    sent, replace the lines (an empty list empties the invoice, the API's empty-collection rule); dates, memo
+    and rate keep their values unless sent. The invoice keeps its TaskID and InvoiceNumber.
+    """
+    _require_order_authorised(doc)
+    if invoice["Status"] != "DRAFT":
+        raise SaleError(f"Invoice {invoice['InvoiceNumber']} is {invoice['Status']}; it can be changed only "
+                        "while DRAFT")
+    status = _status_of(body, ("DRAFT", "AUTHORISED"))
+    if "Lines" in body:
+        invoice["Lines"] = _invoice_lines(env, doc, body["Lines"] or [], exclude=invoice)
+    if body.get("InvoiceDate"):
+        invoice["InvoiceDate"] = business_date(body["InvoiceDate"], "InvoiceDate")
+    if body.get("InvoiceDueDate"):
+        invoice["InvoiceDueDate"] = business_date(body["InvoiceDueDate"], "InvoiceDueDate")
+    if body.get("CurrencyConversionRate"):
+        invoice["CurrencyConversionRate"] = _number(body, "CurrencyConversionRate")
+    if "Memo" in body:
+        invoice["Memo"] = body["Memo"]
+    if status == "AUTHORISED" and not invoice["Lines"]:
+        raise SaleError(f"Invoice {invoice['InvoiceNumber']} has no lines")
+    _totals(invoice)
+    invoice["Status"] = status
+    touch(env, doc)
+    return invoice
+
+
+def void_invoice(env: SaleEnv, doc: Doc, task_id: str, void: bool) -> Doc:
+    """DELETE sale/invoice?TaskID=&Void=: Void voids the invoice; otherwise Undo returns it to DRAFT.
+
+    Both are refused while the invoice has payments (delete them first) or a credit note against it.
+    """
+    _require_not_voided(doc)
+    invoice = find_invoice(doc, task_id)
+    number = invoice["InvoiceNumber"]
+    if invoice["Status"] == "VOIDED":
+        raise SaleError(f"Invoice {number} is already VOIDED")
+    if invoice["Payments"]:
+        raise SaleError(f"Invoice {number} has payments; delete the payments before Void or Undo")
+    if any(c["Status"] != "VOIDED" and c["CreditNoteInvoiceNumber"] == number for c in doc["CreditNotes"]):
+        raise SaleError(f"Invoice {number} has a credit note; void the credit note first")
+    if void:
+        invoice["Status"] = "VOIDED"
+    elif invoice["Status"] == "DRAFT":
+        raise SaleError(f"Nothing to undo: invoice {number} is DRAFT")
+    else:
+        invoice["Status"] = "DRAFT"
     return touch(env, doc)
+
+
+def _refresh_paid(invoice: dict[str, Any]) -> None:
+    invoice["Paid"] = money(sum(p["Amount"] for p in invoice["Payments"]))
+    if invoice["Status"] in AUTHORISED_LIKE:
+        invoice["Status"] = "PAID" if invoice["Paid"] >= invoice["Total"] - 0.005 else "AUTHORISED"
+
+
+def add_payment(env: SaleEnv, doc: Doc, invoice: dict[str, Any], amount: float, rate: float, *,
+                reference: str | None = None, date_paid: str | None = None,
+                account: str = "1100") -> dict[str, Any]:
+    """A payment against an AUTHORISED invoice (amount in the customer currency); PAID once fully paid."""
+    if invoice["Status"] != "AUTHORISED":
+        raise SaleError(f"Payments can be added only to an AUTHORISED invoice; invoice "
+                        f"{invoice['InvoiceNumber']} is {invoice['Status']}")
+    amount = money(amount)
+    balance = money(invoice["Total"] - invoice["Paid"])
+    if amount <= 0:
+        raise SaleError("Payment Amount must be greater than zero")
+    if amount > balance + 0.005:
+        raise SaleError(f"Payment of {amount:.2f} exceeds the balance {balance:.2f} of invoice "
+                        f"{invoice['InvoiceNumber']}")
+    payment = {
+        "ID": env.new_id(), "Reference": f"PMT {invoice['InvoiceNumber']}" if reference is None else reference,
+        "Amount": amount,
+        "DatePaid": business_date(date_paid, "DatePaid") if date_paid else fmt_business_date(env.now_ms(),
+                                                                                             env.timezone),
+        "Account": account, "CurrencyRate": rate,
+    }
+    invoice["Payments"].append(payment)
+    _refresh_paid(invoice)
+    touch(env, doc)
+    return payment
+
+
+def _find_payment(doc: Doc, payment_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    for invoice in doc["Invoices"]:
+        for payment in invoice["Payments"]:
+            if payment["ID"].lower() == str(payment_id).lower():
+                return invoice, payment
+    raise SaleError(f"Payment with ID = {payment_id} not found")
+
+
+def delete_payment(env: SaleEnv, doc: Doc, payment_id: str) -> Doc:
+    """DELETE sale/payment?ID=: the payment goes; a PAID invoice is AUTHORISED again."""
+    _require_not_voided(doc)
+    invoice, payment = _find_payment(doc, payment_id)
+    invoice["Payments"].remove(payment)
+    _refresh_paid(invoice)
+    return touch(env, doc)
+
+
+def update_payment(env: SaleEnv, doc: Doc, payment_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """PUT sale/payment (`ID`): Reference, Amount, DatePaid, Account and CurrencyRate may change."""
+    _require_not_voided(doc)
+    invoice, payment = _find_payment(doc, payment_id)
+    if "Amount" in body:
+        amount = money(_number(body, "Amount"))
+        balance = money(invoice["Total"] - invoice["Paid"] + payment["Amount"])
+        if amount <= 0 or amount > balance + 0.005:
+            raise SaleError(f"Payment Amount must be within 0.01..{balance:.2f} for invoice "
+                            f"{invoice['InvoiceNumber']}")
+        payment["Amount"] = amount
+    if body.get("DatePaid"):
+        payment["DatePaid"] = business_date(body["DatePaid"], "DatePaid")
+    if "CurrencyRate" in body:
+        payment["CurrencyRate"] = _number(body, "CurrencyRate")
+    for key in ("Reference", "Account"):
+        if key in body:
+            payment[key] = str(body[key])
+    _refresh_paid(invoice)
+    touch(env, doc)
+    return payment
+
+
+def payment_rows(doc: Doc) -> list[dict[str, Any]]:
+    """GET sale/payment?SaleID=: every invoice payment of the sale as a flat (bare) array."""
+    return [
+        {"SaleID": doc["ID"], "TaskID": invoice["TaskID"], "SaleOrderNumber": doc["Order"]["SaleOrderNumber"],
+         "InvoiceNumber": invoice["InvoiceNumber"], "CreditNoteNumber": "", "Type": "PAYMENT", **payment}
+        for invoice in doc["Invoices"] for payment in invoice["Payments"]
+    ]
 
 
 def add_credit_note(env: SaleEnv, doc: Doc, rate: float) -> dict[str, Any]:
@@ -521,7 +784,7 @@ def void_sale(env: SaleEnv, doc: Doc) -> Doc:
 def undo_sale(env: SaleEnv, doc: Doc) -> Doc:
     """DELETE sale?Void=false: revert every authorised stage to DRAFT (stock goes back, allocations freed)."""
     _require_not_voided(doc)
-    if any(i["Status"] == "PAID" for i in doc["Invoices"]) or doc["CreditNotes"]:
+    if any(i["Payments"] for i in doc["Invoices"]) or doc["CreditNotes"]:
         raise SaleError("Sale has payments or credit notes; remove them before Undo")
     if doc["Order"]["Status"] not in AUTHORISED_LIKE:
         raise SaleError("Nothing to undo: the order is not AUTHORISED")

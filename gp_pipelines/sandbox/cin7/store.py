@@ -116,7 +116,8 @@ class InstanceStore:
     origin_suppliers: list[Row] = field(default_factory=list)
     doc_builders: dict[str, Callable[[DocRecord], Row]] = field(default_factory=dict)
     header_builders: dict[str, Callable[[DocRecord, Row], Row]] = field(default_factory=dict)
-    task_index: dict[str, str] = field(default_factory=dict)  # fulfilment TaskID (lower) -> SaleID
+    task_index: dict[str, str] = field(default_factory=dict)  # fulfilment/invoice TaskID (lower) -> SaleID
+    payment_index: dict[str, str] = field(default_factory=dict)  # payment ID (lower) -> SaleID
     advances: int = 0
     generator: Any = None  # the generator that built this store; simulated trading reuses its recipes
 
@@ -164,6 +165,12 @@ class InstanceStore:
     def _register_tasks(self, sale_id: str, doc: Row) -> None:
         for task in doc.get("Fulfilments") or ():
             self.task_index[task["TaskID"].lower()] = sale_id
+        if "Fulfilments" not in doc:
+            return  # a purchase: its invoice is not a task of its own
+        for invoice in doc.get("Invoices") or ():
+            self.task_index[invoice["TaskID"].lower()] = sale_id
+            for payment in invoice["Payments"]:
+                self.payment_index[payment["ID"].lower()] = sale_id
 
     def document_changed(self, record: DocRecord) -> None:
         """Refresh what the list knows after the pinned document changed."""
@@ -174,6 +181,10 @@ class InstanceStore:
         record.modified_ms = parse_stamp(stamp)
         record.status = doc["Status"]
         record.header = None
+        if record.kind == "sale" and doc["Location"] != record.extra.get("location"):
+            # The list row's OrderLocationID follows a changed header location.
+            record.extra["location"] = doc["Location"]
+            record.extra["location_id"] = self.location_id(doc["Location"])
 
     def mutate_sale(self, record: DocRecord, change: Callable[[Row], Any]) -> Any:
         """Apply a state-machine step to a copy, so a refused transition leaves the sale untouched."""
@@ -279,14 +290,34 @@ class InstanceStore:
         for cell, qty in self._allocations.pop(sale_id, []):
             cell.allocated = max(0.0, cell.allocated - qty)
 
-    def consume(self, sale_id: str, location_id: str, product_id: str, quantity: float) -> None:
+    def held(self, sale_id: str, product_id: str) -> dict[str, float]:
+        """What `sale_id` holds of a product, per location id."""
+        out: dict[str, float] = {}
+        for cell, qty in self._allocations.get(sale_id, ()):
+            if cell.product_id == product_id and qty > 0:
+                out[cell.location_id] = out.get(cell.location_id, 0.0) + qty
+        return out
+
+    def available(self, location_id: str, product_id: str) -> float:
+        return sum(max(0.0, cell.on_hand - cell.allocated) for cell in self.cells(location_id, product_id))
+
+    def deallocate(self, sale_id: str, location_id: str, product_id: str, quantity: float) -> None:
+        """Free part of what a sale holds of a product at one location."""
         remaining = quantity
         held = self._allocations.get(sale_id, [])
         for i, (cell, qty) in enumerate(held):
-            if cell.product_id == product_id and remaining > 0:
-                used = min(qty, remaining)
-                cell.allocated = max(0.0, cell.allocated - used)
-                held[i] = (cell, qty - used)
+            if remaining <= 0:
+                break
+            if cell.product_id == product_id and cell.location_id == location_id and qty > 0:
+                freed = min(qty, remaining)
+                cell.allocated = max(0.0, cell.allocated - freed)
+                held[i] = (cell, qty - freed)
+                remaining -= freed
+
+    def consume(self, sale_id: str, location_id: str, product_id: str, quantity: float) -> None:
+        """Shipping: the stock leaves the location it was picked from, and the sale stops holding it there."""
+        self.deallocate(sale_id, location_id, product_id, quantity)
+        remaining = quantity
         for cell in self.cells(location_id, product_id):
             if remaining <= 0:
                 break
