@@ -212,9 +212,16 @@ def test_stage_order_is_enforced() -> None:
     with pytest.raises(SaleError, match="Pick is AUTHORISED"):
         sales.set_pick(env, doc, task, {"AutoPickMode": "AUTOPICK"})
     sales.set_pack(env, doc, task, {"Status": "AUTHORISED"})
-    sales.set_ship(env, doc, task, {"Status": "PARTIALLY AUTHORISED"})
+    first = {"TrackingNumber": "T1", "IsShipped": True}
+    sales.set_ship(env, doc, task, {"Status": "PARTIALLY AUTHORISED", "Lines": [first]})
     assert doc["CombinedShippingStatus"] == "SHIPPING"
-    with pytest.raises(SaleError, match="already PARTIALLY AUTHORISED"):
+    with pytest.raises(SaleError, match="already shipped must be kept"):
+        sales.set_ship(env, doc, task, {"Status": "AUTHORISED", "Lines": [{"TrackingNumber": "T2"}]})
+    with pytest.raises(SaleError, match="cannot go back to DRAFT"):
+        sales.set_ship(env, doc, task, {"Status": "DRAFT", "Lines": [first]})
+    sales.set_ship(env, doc, task, {"Status": "AUTHORISED", "Lines": [first, {"TrackingNumber": "T2"}]})
+    assert [line["TrackingNumber"] for line in task["Ship"]["Lines"]] == ["T1", "T2"]
+    with pytest.raises(SaleError, match="Ship is already AUTHORISED"):
         sales.set_ship(env, doc, task, {"Status": "AUTHORISED"})
 
 

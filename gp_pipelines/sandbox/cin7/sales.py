@@ -433,9 +433,19 @@ def set_ship(env: SaleEnv, doc: Doc, task: dict[str, Any], body: dict[str, Any])
     if task["Pack"]["Status"] not in AUTHORISED_LIKE:
         raise SaleError("Pack should be AUTHORISED before shipping")
     ship = task["Ship"]
-    if ship["Status"] in ("AUTHORISED", "PARTIALLY AUTHORISED"):
+    # The reference refuses a ship write once the stage is AUTHORISED or PARTIALLY AUTHORISED; a partial shipment
+    # could then never be completed, so (a documented assumption) a PARTIALLY AUTHORISED stage still takes an
+    # update that repeats its shipped lines and adds the next shipment, moving on to AUTHORISED.
+    if ship["Status"] == "AUTHORISED":
         raise SaleError(f"Ship is already {ship['Status']}")
     status = _status_of(body, ("DRAFT", "PARTIALLY AUTHORISED", "AUTHORISED"))
+    if ship["Status"] == "PARTIALLY AUTHORISED":
+        if status == "DRAFT":
+            raise SaleError("Ship is PARTIALLY AUTHORISED; it cannot go back to DRAFT (undo the fulfilment)")
+        shipped = {line["TrackingNumber"] for line in ship["Lines"] if line.get("IsShipped")}
+        sent = {raw.get("TrackingNumber", "") for raw in body.get("Lines") or []}
+        if not shipped <= sent:
+            raise SaleError("Ship lines already shipped must be kept when the shipment is updated")
     now = env.now_ms()
     today = fmt_business_date(now, env.timezone)
     lines = body.get("Lines") or [{}]
