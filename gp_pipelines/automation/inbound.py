@@ -22,6 +22,7 @@ Every step runs under an advisory lock on the file, so two runs for the same fil
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -36,12 +37,14 @@ from gp_pipelines.automation.locks import advisory_lock
 from gp_pipelines.automation.orders import SEND_EDI, RoutingContext, ensure_order_tables
 from gp_pipelines.automation.schema import record_audit
 from gp_pipelines.config import PartnerConfig
+from gp_pipelines.connectors.transport import TransportError
 from gp_pipelines.edi.ack import build_functional_ack
 from gp_pipelines.edi.errors import EdiIssue
 from gp_pipelines.edi.mapping import document_from_segments
 from gp_pipelines.edi.models import FunctionalAck, WarehouseShippingAdvice
 from gp_pipelines.edi.validator import GroupEnd, GroupHeader, InterchangeHeader, TransactionSet, iter_events
 
+_log = logging.getLogger(__name__)
 SHIP_IN_CIN7 = "cin7_ship_fulfilment"
 POST_TRACKING = "shopify_post_tracking"
 _SHIPPED = ("AUTHORISED", "PARTIALLY AUTHORISED")
@@ -246,7 +249,12 @@ def process_partner_file(conn: psycopg.Connection, context: InboundContext, part
 
 
 def _archive(transport: Any, file_name: str, folder: str) -> None:
-    transport.archive_inbound(file_name, folder)
+    """Move the file out of the partner's outbox. The file is already kept and its state recorded, so a failed
+    move only leaves it listed: the next run for it finds it processed and tries the move again."""
+    try:
+        transport.archive_inbound(file_name, folder)
+    except TransportError as exc:
+        _log.warning("could not move %s to %s on the partner side: %s", file_name, folder, exc)
 
 
 # ---------------------------------------------------------------- 945: ship in Cin7, then tell the web store
