@@ -1,0 +1,201 @@
+"""`gp-pipelines status`: the platform on one screen.
+
+Freshness of every cache entity per instance and of every warehouse table, the latest asset check results,
+the outbox backlog with what is stuck or given up, and EDI interchanges waiting for (or refused by) a 997.
+Everything comes from the platform database; check results come from Dagster's instance when one is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from gp_pipelines.cin7.entities import ENTITIES
+
+# How old a sync may be before it is called stale: the documents schedule runs every 15 minutes, master data
+# hourly (DESIGN §4); twice the cadence plus slack.
+DOCUMENT_ENTITIES = {name for name, entity in ENTITIES.items() if entity.has_detail and entity.incremental}
+STALE_AFTER = {"document": timedelta(hours=1), "master": timedelta(hours=3), "warehouse": timedelta(hours=3)}
+
+
+@dataclass
+class StatusReport:
+    generated_at: datetime
+    cache: list[dict[str, Any]] = field(default_factory=list)
+    warehouse: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    outbox_backlog: dict[str, int] = field(default_factory=dict)
+    outbox_attention: list[dict[str, Any]] = field(default_factory=list)
+    interchanges: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: _plain(value) for key, value in self.__dict__.items()} | {"healthy": self.healthy}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _exists(conn: psycopg.Connection, relation: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()[0]
+
+
+def _freshness(last: datetime | None, now: datetime, kind: str) -> str:
+    if last is None:
+        return "never"
+    return "stale" if now - last > STALE_AFTER[kind] else "fresh"
+
+
+def collect_status(conn: psycopg.Connection, instances: Iterable[str],
+                   check_results: Callable[[], list[dict[str, Any]]] | None = None,
+                   now: datetime | None = None) -> StatusReport:
+    """Read everything the report shows; a part whose tables do not exist yet reports as never run."""
+    now = now or datetime.now(UTC)
+    report = StatusReport(generated_at=now)
+    instances = list(instances)
+    synced: dict[tuple[str, str], dict[str, Any]] = {}
+    if _exists(conn, "erp_cache.sync_state"):
+        with conn.cursor(row_factory=dict_row) as cur:
+            for row in cur.execute("SELECT instance, entity, last_sync_at, last_full_at, watermark, last_mode "
+                                   "FROM erp_cache.sync_state").fetchall():
+                synced[(row["instance"], row["entity"])] = row
+    for instance in instances:
+        for name in ENTITIES:
+            row = synced.get((instance, name), {})
+            kind = "document" if name in DOCUMENT_ENTITIES else "master"
+            state = _freshness(row.get("last_sync_at"), now, kind)
+            report.cache.append({"instance": instance, "entity": name, "last_sync_at": row.get("last_sync_at"),
+                                 "last_full_at": row.get("last_full_at"), "state": state})
+            if state != "fresh":
+                report.problems.append(f"cache {instance}/{name} is {state}")
+    if _exists(conn, "warehouse.build_state"):
+        with conn.cursor(row_factory=dict_row) as cur:
+            for row in cur.execute("SELECT table_name, last_built_at, last_mode FROM warehouse.build_state "
+                                   "ORDER BY table_name").fetchall():
+                state = _freshness(row["last_built_at"], now, "warehouse")
+                report.warehouse.append({**row, "state": state})
+                if state != "fresh":
+                    report.problems.append(f"warehouse {row['table_name']} is {state}")
+    else:
+        report.problems.append("the warehouse has never been built")
+    if check_results is not None:
+        report.checks = check_results()
+        report.problems += [f"check {c['asset']}:{c['check']} {c['status']}" for c in report.checks
+                            if c["status"] not in ("SUCCEEDED", "SKIPPED", "PLANNED", "IN_PROGRESS")]
+    if _exists(conn, "automation.outbox"):
+        from gp_pipelines.automation import outbox
+
+        report.outbox_backlog = outbox.backlog(conn)
+        report.outbox_attention = outbox.attention(conn)
+        given_up = sum(1 for row in report.outbox_attention if row["reason"] == "given_up")
+        stuck = len(report.outbox_attention) - given_up
+        if given_up:
+            report.problems.append(f"{given_up} outside action(s) given up")
+        if stuck:
+            report.problems.append(f"{stuck} outside action(s) stuck")
+    if _exists(conn, "automation.interchange_status"):
+        with conn.cursor(row_factory=dict_row) as cur:
+            report.interchanges = cur.execute(
+                "SELECT partner, direction, file_name, functional_id, group_control, state, created_at "
+                "FROM automation.interchange_status WHERE state IN ('ack_overdue', 'rejected', "
+                "'partially_accepted', 'awaiting_ack') ORDER BY created_at").fetchall()
+        for row in report.interchanges:
+            if row["state"] != "awaiting_ack":
+                report.problems.append(f"EDI {row['partner']} group {row['group_control']}: {row['state']}")
+    return report
+
+
+def _age(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "never"
+    seconds = int((now - moment).total_seconds())
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    if seconds < 172800:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+def format_status(report: StatusReport) -> str:
+    """The one-screen text: a grid of cache ages (entities × instances), then the other sections."""
+    now = report.generated_at
+    lines = [f"gp-pipelines status at {now:%Y-%m-%d %H:%M:%S} UTC: "
+             + ("healthy" if report.healthy else f"{len(report.problems)} problem(s)"), ""]
+    instances = sorted({row["instance"] for row in report.cache})
+    marks = {"fresh": " ", "stale": "!", "never": "-"}
+    lines.append("ERP cache (last sync; ! stale, - never)")
+    lines.append("  " + "entity".ljust(22) + "".join(key.ljust(13) for key in instances))
+    by_key = {(row["instance"], row["entity"]): row for row in report.cache}
+    for name in ENTITIES:
+        cells = []
+        for instance in instances:
+            row = by_key[(instance, name)]
+            cells.append((marks[row["state"]] + _age(row["last_sync_at"], now)).ljust(13))
+        lines.append("  " + name.ljust(22) + "".join(cells))
+    lines += ["", "Warehouse tables"]
+    lines += [f"  {marks[row['state']]}{row['table_name']:<24} built {_age(row['last_built_at'], now)} "
+              f"({row['last_mode']})" for row in report.warehouse] or ["  never built"]
+    lines += ["", "Latest checks"]
+    failing = [c for c in report.checks if c["status"] != "SUCCEEDED"]
+    lines.append(f"  {len(report.checks) - len(failing)} of {len(report.checks)} passed"
+                 if report.checks else "  no check results (run a job, or point DAGSTER_HOME at the instance)")
+    lines += [f"  ! {c['asset']}:{c['check']} {c['status']} ({_age(c.get('at'), now)})" for c in failing]
+    lines += ["", "Outbox"]
+    if report.outbox_backlog:
+        lines.append("  " + ", ".join(f"{state} {count}" for state, count in report.outbox_backlog.items()))
+        lines += [f"  ! {row['reason']}: {row['key']} after {row['attempts']} attempt(s): "
+                  f"{(row['last_error'] or '')[:70]}" for row in report.outbox_attention]
+    else:
+        lines.append("  no automation has run")
+    lines += ["", "EDI acknowledgements"]
+    lines += [f"  {'!' if row['state'] != 'awaiting_ack' else ' '}{row['partner']} {row['functional_id']} "
+              f"group {row['group_control']} ({row['file_name']}): {row['state']}"
+              for row in report.interchanges] or ["  nothing outstanding"]
+    if report.problems:
+        lines += ["", "Problems"] + [f"  - {problem}" for problem in report.problems]
+    return "\n".join(lines)
+
+
+def dagster_check_results(dagster_home: str | None = None) -> list[dict[str, Any]]:
+    """The latest result of every asset check the definitions declare, from the Dagster instance's event log
+    (DAGSTER_HOME, or the given folder). Partitioned checks report their latest execution."""
+    import os
+
+    import dagster as dg
+
+    from gp_pipelines.definitions import defs
+
+    keys = sorted(defs.resolve_asset_graph().asset_check_keys, key=lambda key: key.to_user_string())
+    home = dagster_home or os.environ.get("DAGSTER_HOME")
+    if not home or not os.path.isdir(home):
+        return []
+    with dg.DagsterInstance.from_config(home) as instance:
+        summaries = instance.event_log_storage.get_asset_check_summary_records(keys)
+    results = []
+    for key in keys:
+        record = summaries[key].last_check_execution_record if key in summaries else None
+        if record is None:
+            continue
+        results.append({"asset": key.asset_key.to_user_string(), "check": key.name, "status": record.status.value,
+                        "at": datetime.fromtimestamp(record.create_timestamp, UTC), "run_id": record.run_id})
+    return results
