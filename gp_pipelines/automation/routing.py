@@ -5,7 +5,8 @@ A pure function of its inputs, with no database and no Dagster: `plan_fulfilment
 Objective, compared lexicographically (each criterion only breaks ties of the ones before it):
 
 1. the backordered quantity: ship as much as stock allows. Products are independent, so the minimum is reached
-   when every product ships ``min(ordered, available across usable locations)``;
+   when every product ships ``min(ordered, available across usable locations)``; whichever way the total over
+   products is counted, it is then minimal;
 2. the number of shipments (locations used);
 3. the delivery time: the order arrives with its slowest shipment, so the largest transit time of the used
    locations to the order's region;
@@ -28,18 +29,25 @@ Interpretation choices (where a business rule had to be picked):
   Lines with quantity zero produce nothing; a negative quantity is an error.
 - Within the chosen locations a product goes to a single location when one of them can supply all of it (fewer
   pick lines, one parcel per product), preferring the fastest, then cheapest, then highest priority, then name;
-  otherwise it is filled across them in that same order. This never leaves a chosen location empty: the chosen
-  set is minimal, so every location in it is needed for the coverage.
+  otherwise it is filled across them in that same order. This never leaves a chosen location empty: no location
+  can be removed from the chosen set without losing coverage, so every covering allocation uses all of them.
 - Fulfilments are listed in that preference order; lines within a fulfilment and backorders in order line order.
 
-Search: exact. When a single location can fill the whole order it wins (one shipment, nothing backordered);
-otherwise the splittable locations holding stock for the order are searched by subset size from a lower bound
-upwards; the first size with a subset that covers the coverable quantity is the answer, and among its subsets a
-depth-first search finds the best, pruned by transit time and cost against the best so far and by an upper bound
-of what the remaining locations can still supply. Above `MAX_EXACT_LOCATIONS` candidate locations the planner
-falls back to a greedy cover with the same tie-breaks: repeatedly take the location that supplies the most of the
-remaining quantity, then drop locations that turned out unnecessary (worst first). The greedy plan backorders the
-same minimum but may use more shipments, or slower or costlier ones, than the optimum.
+- Two rules for one location, or two order lines with the same line id, are errors (ValueError): either would
+  make the plan ambiguous.
+
+Search: exact. When a single location can fill the whole order it wins (one shipment, nothing backordered).
+Otherwise only the splittable locations holding stock for the order are candidates; subsets are searched by size,
+from a lower bound (per product, the fewest locations whose largest stocks reach the coverable quantity) upwards,
+and the first size with a subset that covers the coverable quantity of every product is the answer. Among the
+subsets of that size a depth-first branch and bound finds the best: a branch is cut when the locations left cannot
+supply what is still needed, or when the best key it could still reach (fastest and cheapest remaining locations,
+lowest priorities and names) is no better than the best subset found. Costs are compared as exact fractions, so
+the choice never depends on float rounding. Candidate locations are typically few (< 15) and 20 interchangeable
+ones are still searched in milliseconds; above `MAX_EXACT_LOCATIONS` the planner falls back to a greedy cover with
+the same tie-breaks: repeatedly take the location that can supply the most of what is still needed, then drop the
+locations later picks made unnecessary (least preferred first). The greedy plan backorders the same minimum but
+may use more shipments, or slower or costlier ones, than the optimum.
 """
 
 from __future__ import annotations
