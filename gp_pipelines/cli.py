@@ -60,9 +60,11 @@ def _cmd_sandbox_serve(args: argparse.Namespace) -> int:
     from gp_pipelines.sandbox.ecb.app import EcbSandboxOptions
     from gp_pipelines.sandbox.ecb.server import EcbSandboxServer
     from gp_pipelines.sandbox.local import write_sandbox_config
+    from gp_pipelines.sandbox.zoho import ZohoSandboxOptions, ZohoSandboxServer
 
     server = SandboxServer(_sandbox_options(args), port=args.port).start()
     ecb = EcbSandboxServer(EcbSandboxOptions(seed=args.seed), port=args.ecb_port).start()
+    zoho = ZohoSandboxServer(ZohoSandboxOptions(seed=args.seed), port=args.zoho_port).start()
     try:
         for instance in server.instances:
             line = {
@@ -73,7 +75,7 @@ def _cmd_sandbox_serve(args: argparse.Namespace) -> int:
             }
             print(json.dumps(line), flush=True)
         if args.write_config:
-            env_path = write_sandbox_config(Path(args.write_config), server, args.seed, ecb)
+            env_path = write_sandbox_config(Path(args.write_config), server, args.seed, ecb, zoho)
             print(
                 f"# config written to {args.write_config}; keys in {env_path}. Use it with:\n"
                 f"#   set -a; . {env_path}; set +a; GP_CONFIG={args.write_config} gp-pipelines ...",
@@ -81,7 +83,8 @@ def _cmd_sandbox_serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
         print(
-            f"# Cin7 Core sandbox on {server.root_url}, ECB rates on {ecb.base_url} (Ctrl-C stops)",
+            f"# Cin7 Core sandbox on {server.root_url}, ECB rates on {ecb.base_url}, Zoho Analytics on "
+            f"{zoho.root_url} (Ctrl-C stops)",
             file=sys.stderr,
             flush=True,
         )
@@ -89,6 +92,7 @@ def _cmd_sandbox_serve(args: argparse.Namespace) -> int:
     finally:
         server.stop()
         ecb.stop()
+        zoho.stop()
     return 0
 
 
@@ -287,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sandbox_commands.add_parser("serve", help="serve the Cin7 Core sandbox until Ctrl-C")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--ecb-port", type=int, default=8766, help="port of the ECB rates sandbox")
+    serve.add_argument("--zoho-port", type=int, default=0, help="port of the Zoho Analytics sandbox (0: a free one)")
     serve.add_argument("--seed", type=int, default=42)
     serve.add_argument("--size", default="small", choices=["small", "medium", "large"])
     serve.add_argument("--rate-limit", type=int, default=60, help="calls per 60 s per application key")

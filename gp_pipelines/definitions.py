@@ -3,15 +3,18 @@
 import dagster as dg
 
 from gp_pipelines.assets.cache import build_cache_definitions
+from gp_pipelines.assets.exports import EXPORTS_GROUP, build_export_definitions
 from gp_pipelines.assets.partitions import instance_partitions
 from gp_pipelines.assets.warehouse import ANALYTICS_GROUP, WAREHOUSE_GROUP, build_warehouse_definitions
 from gp_pipelines.config import PlatformConfig, load_config
 from gp_pipelines.jobs.cache import build_cache_jobs
 from gp_pipelines.resources.cin7 import cin7_resource_from_config
 from gp_pipelines.resources.database import postgres_resource_from_environment
+from gp_pipelines.resources.zoho import zoho_resource_from_config
 
 MAIN_JOB = "main"
 WAREHOUSE_JOB = "warehouse"
+ZOHO_EXPORT_JOB = "zoho_export"
 
 
 def build_definitions(config: PlatformConfig) -> dg.Definitions:
@@ -31,12 +34,22 @@ def build_definitions(config: PlatformConfig) -> dg.Definitions:
         description="Exchange rates, the merged warehouse and the analytics views, with their checks.",
     )
     database = postgres_resource_from_environment()
+    resources = {"cin7": cin7_resource_from_config(config, database), "gp_database": database}
+    # Zoho Analytics exports exist only when the config has a zoho_analytics section.
+    export_assets, export_checks = build_export_definitions(config)
+    if export_assets:
+        jobs.append(dg.define_asset_job(
+            ZOHO_EXPORT_JOB,
+            selection=dg.AssetSelection.groups(EXPORTS_GROUP),
+            description="Every analytics view to Zoho Analytics, each read back and compared with the warehouse.",
+        ))
+        resources["zoho_analytics"] = zoho_resource_from_config(config)
     return dg.Definitions(
-        assets=[*cache_assets, *warehouse_assets],
-        asset_checks=[*cache_checks, *warehouse_checks],
+        assets=[*cache_assets, *warehouse_assets, *export_assets],
+        asset_checks=[*cache_checks, *warehouse_checks, *export_checks],
         jobs=[main_job, warehouse_job, *jobs],
         schedules=schedules,
-        resources={"cin7": cin7_resource_from_config(config, database), "gp_database": database},
+        resources=resources,
     )
 
 

@@ -7,6 +7,7 @@ DAGSTER_HOME) and stops exactly what it started.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,12 @@ from gp_pipelines.config import (
 from gp_pipelines.sandbox.cin7 import SandboxInstance, SandboxOptions, SandboxServer
 from gp_pipelines.sandbox.ecb.app import EcbSandboxOptions
 from gp_pipelines.sandbox.ecb.server import EcbSandboxServer
+from gp_pipelines.sandbox.zoho import (
+    ZOHO_SANDBOX_URL_ENV,
+    ZohoSandboxOptions,
+    ZohoSandboxServer,
+    sandbox_zoho_section,
+)
 
 DAGSTER_STORAGE_ENV = "GP_DAGSTER_STORAGE_URL"
 SANDBOX_DATABASE = "gp_sandbox"
@@ -49,9 +56,10 @@ def sandbox_key_environment(instances: list[SandboxInstance]) -> dict[str, str]:
     }
 
 
-def write_sandbox_config(path: Path, server: SandboxServer, seed: int, ecb: EcbSandboxServer | None = None) -> Path:
-    """Write a platform config for the served instances (and the ECB sandbox's feeds, when one is given) and
-    `PATH.env` with the keys it names."""
+def write_sandbox_config(path: Path, server: SandboxServer, seed: int, ecb: EcbSandboxServer | None = None,
+                         zoho: ZohoSandboxServer | None = None) -> Path:
+    """Write a platform config for the served instances (and the ECB sandbox's feeds and the Zoho Analytics
+    sandbox, when given) and `PATH.env` with the keys and secrets it names."""
     config = builtin_sandbox_config(port=server.port, seed=seed, rate_limit=server.options.rate_limit)
     document = {
         "reporting_currency": config.reporting_currency,
@@ -59,6 +67,8 @@ def write_sandbox_config(path: Path, server: SandboxServer, seed: int, ecb: EcbS
     }
     if ecb is not None:
         document["fx"] = {"kind": "ecb", "base_url": ecb.base_url}
+    if zoho is not None:
+        document["zoho_analytics"] = sandbox_zoho_section(zoho.root_url, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "# Written by `gp-pipelines sandbox serve --write-config`: the sandbox's instances.\n"
@@ -67,6 +77,8 @@ def write_sandbox_config(path: Path, server: SandboxServer, seed: int, ecb: EcbS
     )
     env_path = path.with_name(path.name + ".env")
     keys = sandbox_key_environment(server.instances)
+    if zoho is not None:
+        keys |= zoho.secret_environment()
     env_path.write_text("".join(f"{name}={value}\n" for name, value in keys.items()), encoding="utf-8")
     env_path.chmod(0o600)
     return env_path
@@ -95,6 +107,7 @@ class LocalStack:
     ecb_sandbox: EcbSandboxServer | None
     dagster_home: Path
     started_database: bool
+    zoho_sandbox: ZohoSandboxServer | None = None
 
 
 @contextlib.contextmanager
@@ -105,9 +118,10 @@ def local_stack(
     size: str = "small",
     rate_limit: int = 60,
     sandbox_options: SandboxOptions | None = None,
+    zoho_options: ZohoSandboxOptions | None = None,
 ) -> Iterator[LocalStack]:
-    """Start (or reuse) embedded PostgreSQL; start the Cin7 and ECB sandboxes unless GP_CONFIG names real
-    accounts.
+    """Start (or reuse) embedded PostgreSQL; start the Cin7, ECB and Zoho Analytics sandboxes unless GP_CONFIG
+    names real accounts.
 
     Exports the environment for this process and its children, restores it on exit, and stops what it
     started: the sandbox always, the embedded server only if this call started it and nobody else uses it.
@@ -116,6 +130,7 @@ def local_stack(
     started_database = False
     server: SandboxServer | None = None
     ecb: EcbSandboxServer | None = None
+    zoho: ZohoSandboxServer | None = None
     try:
         if not os.environ.get(database.DATABASE_URL_ENV):
             started_database = database.ensure_embedded_server().started_here
@@ -137,6 +152,11 @@ def local_stack(
             os.environ.update(sandbox_environment(server.instances, server.port, options.seed, options.rate_limit))
             ecb = EcbSandboxServer(EcbSandboxOptions(seed=options.seed)).start()
             os.environ[ECB_SANDBOX_URL_ENV] = ecb.base_url
+            # Same seed as the Cin7 sandbox: the built-in config derives the Zoho org and workspace ids from it.
+            zoho_settings = dataclasses.replace(zoho_options or ZohoSandboxOptions(), seed=options.seed)
+            zoho = ZohoSandboxServer(zoho_settings).start()
+            os.environ[ZOHO_SANDBOX_URL_ENV] = zoho.root_url
+            os.environ.update(zoho.secret_environment())
         config = load_config()
         missing = config.missing_key_variables()
         if missing:
@@ -144,9 +164,9 @@ def local_stack(
                 f"{config.source}: these environment variables name application keys but are not set: "
                 + ", ".join(missing)
             )
-        yield LocalStack(config, database_url, server, ecb, home, started_database)
+        yield LocalStack(config, database_url, server, ecb, home, started_database, zoho)
     finally:
-        for stand_in in (server, ecb):
+        for stand_in in (server, ecb, zoho):
             if stand_in is not None:
                 stand_in.stop()
         os.environ.clear()
