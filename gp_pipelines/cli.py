@@ -28,6 +28,29 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    """The platform on one screen; exit 1 when something needs attention (handy for a cron or a probe)."""
+    import json
+
+    import psycopg
+
+    from gp_pipelines.config import CONFIG_ENV, load_config
+    from gp_pipelines.sandbox.local import DAGSTER_STORAGE_ENV, SANDBOX_DATABASE
+    from gp_pipelines.status import collect_status, dagster_check_results, format_status
+
+    config = load_config()
+    url = database.database_url()
+    if not os.environ.get(CONFIG_ENV) and not os.environ.get(database.DATABASE_URL_ENV):
+        # The sandbox's platform data lives in its own database (see `gp-pipelines dev` / `make demo`).
+        url = database.ensure_database(database.ensure_embedded_server().url(), SANDBOX_DATABASE)
+    os.environ.setdefault(DAGSTER_STORAGE_ENV, database.dagster_storage_url())
+    home = args.dagster_home or os.environ.get("DAGSTER_HOME") or str(database.project_home() / "dagster_home")
+    with psycopg.connect(url, autocommit=True) as conn:
+        report = collect_status(conn, config.instance_keys, check_results=lambda: dagster_check_results(home))
+    print(json.dumps(report.as_dict(), default=str, indent=2) if args.json else format_status(report))
+    return 0 if report.healthy else 1
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from gp_pipelines.config import load_config
 
@@ -285,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser("config", help="validate the config in force and list its instances")
     config.set_defaults(func=_cmd_config)
+
+    status = commands.add_parser("status", help="freshness, latest checks, outbox backlog and EDI acks on one "
+                                 "screen (exit 1 when something needs attention)")
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
+    status.add_argument("--dagster-home", default=None, help="Dagster instance folder (default: $DAGSTER_HOME)")
+    status.set_defaults(func=_cmd_status)
 
     sandbox = commands.add_parser("sandbox", help="local stand-ins for the outside systems")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)

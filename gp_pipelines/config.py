@@ -7,6 +7,7 @@ Every error names the file, the field and what is wrong, so a typo is fixed in o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -20,6 +21,8 @@ SANDBOX_PORT_ENV = "GP_SANDBOX_PORT"
 SANDBOX_SEED_ENV = "GP_SANDBOX_SEED"
 SANDBOX_RATE_LIMIT_ENV = "GP_SANDBOX_RATE_LIMIT"
 ECB_SANDBOX_URL_ENV = "GP_ECB_SANDBOX_URL"
+# JSON of the partners / automation / notifications sections for the running automation sandbox (no secrets).
+AUTOMATION_SANDBOX_ENV = "GP_SANDBOX_AUTOMATION"
 DEFAULT_ECB_SANDBOX_URL = "http://127.0.0.1:8766/stats/eurofxref/"
 CIN7_CALLS_PER_MINUTE = 60
 DEFAULT_SANDBOX_PORT = 8765
@@ -694,6 +697,9 @@ def builtin_sandbox_config(
     zoho_url = os.environ.get(ZOHO_SANDBOX_URL_ENV)
     if zoho_url:  # a running Zoho Analytics sandbox: export to it
         document["zoho_analytics"] = sandbox_zoho_section(zoho_url, seed)
+    automation = os.environ.get(AUTOMATION_SANDBOX_ENV)
+    if automation:  # running 3PL, SFTP, Shopify and mail stand-ins: their partners, rules and notifications
+        document.update(json.loads(automation))
     return parse_config(document, "<built-in sandbox config>")
 
 

@@ -2,15 +2,22 @@
 
 import dagster as dg
 
+from gp_pipelines.assets.automation import automation_outbox
 from gp_pipelines.assets.cache import build_cache_definitions
 from gp_pipelines.assets.exports import EXPORTS_GROUP, build_export_definitions
 from gp_pipelines.assets.partitions import instance_partitions
+from gp_pipelines.assets.trading import build_trading_definitions
 from gp_pipelines.assets.warehouse import ANALYTICS_GROUP, WAREHOUSE_GROUP, build_warehouse_definitions
 from gp_pipelines.config import PlatformConfig, load_config
+from gp_pipelines.jobs.automation import AUTOMATION_JOBS
 from gp_pipelines.jobs.cache import build_cache_jobs
+from gp_pipelines.jobs.relocate import relocate_order
+from gp_pipelines.resources.automation import automation_resource_from_config
 from gp_pipelines.resources.cin7 import cin7_resource_from_config
 from gp_pipelines.resources.database import postgres_resource_from_environment
+from gp_pipelines.resources.shopify import shopify_resource_from_config
 from gp_pipelines.resources.zoho import zoho_resource_from_config
+from gp_pipelines.sensors.automation import build_automation_sensors
 
 MAIN_JOB = "main"
 WAREHOUSE_JOB = "warehouse"
@@ -34,7 +41,14 @@ def build_definitions(config: PlatformConfig) -> dg.Definitions:
         description="Exchange rates, the merged warehouse and the analytics views, with their checks.",
     )
     database = postgres_resource_from_environment()
-    resources = {"cin7": cin7_resource_from_config(config, database), "gp_database": database}
+    cin7 = cin7_resource_from_config(config, database)
+    shopify = shopify_resource_from_config(config)
+    resources = {
+        "cin7": cin7,
+        "gp_database": database,
+        "shopify": shopify,
+        "automation": automation_resource_from_config(config, database, cin7, shopify),
+    }
     # Zoho Analytics exports exist only when the config has a zoho_analytics section.
     export_assets, export_checks = build_export_definitions(config)
     if export_assets:
@@ -44,11 +58,14 @@ def build_definitions(config: PlatformConfig) -> dg.Definitions:
             description="Every analytics view to Zoho Analytics, each read back and compared with the warehouse.",
         ))
         resources["zoho_analytics"] = zoho_resource_from_config(config)
+    trading_assets, trading_checks, trading_jobs, trading_sensors, trading_schedules = build_trading_definitions(
+        config)
     return dg.Definitions(
-        assets=[*cache_assets, *warehouse_assets, *export_assets],
-        asset_checks=[*cache_checks, *warehouse_checks, *export_checks],
-        jobs=[main_job, warehouse_job, *jobs],
-        schedules=schedules,
+        assets=[*cache_assets, *warehouse_assets, *export_assets, automation_outbox, *trading_assets],
+        asset_checks=[*cache_checks, *warehouse_checks, *export_checks, *trading_checks],
+        jobs=[main_job, warehouse_job, *jobs, *AUTOMATION_JOBS, relocate_order, *trading_jobs],
+        schedules=[*schedules, *trading_schedules],
+        sensors=[*build_automation_sensors(config), *trading_sensors],
         resources=resources,
     )
 

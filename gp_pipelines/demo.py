@@ -8,7 +8,9 @@ import dagster as dg
 import httpx
 
 from gp_pipelines import database
+from gp_pipelines.automation.partner_demo import run_partner_demo
 from gp_pipelines.definitions import MAIN_JOB, WAREHOUSE_JOB, ZOHO_EXPORT_JOB, build_definitions
+from gp_pipelines.demo_cycle import play_order_cycle
 from gp_pipelines.sandbox.local import local_stack
 from gp_pipelines.sandbox.zoho import DEFAULT_LIMITS, ZohoSandboxOptions
 from gp_pipelines.warehouse.checks import reconciliation_summary
@@ -59,6 +61,13 @@ def run_demo(size: str = "small", seed: int = 42) -> int:
                 if zoho is not None and not failures:
                     failures += _export_to_zoho("Zoho Analytics export after a day of trading", zoho, instance,
                                                 stack.zoho_sandbox)
+                if stack.automation_sandbox is not None and not failures:
+                    failures += play_order_cycle(defs, instance, stack.config, stack.database_url,
+                                                 stack.automation_sandbox)
+                    print("\nTrading partner EDI: a retailer's purchase order through to its ASN and invoice")
+                    play = run_partner_demo(stack.config, stack.database_url,
+                                            stack.automation_sandbox.root / "partner-demo", say=print)
+                    failures += 0 if play.ok else 1
         print(f"\nRuns are stored in {stack.dagster_home}; open them with `make dev`.")
     print(f"demo finished in {time.monotonic() - started:.1f}s")
     return 1 if failures else 0

@@ -97,7 +97,10 @@ def collect_status(conn: psycopg.Connection, instances: Iterable[str],
     else:
         report.problems.append("the warehouse has never been built")
     if check_results is not None:
-        report.checks = check_results()
+        try:
+            report.checks = check_results()
+        except Exception as exc:  # the rest of the report is still worth showing
+            report.problems.append(f"check results unavailable: {type(exc).__name__}: {str(exc)[:200]}")
         report.problems += [f"check {c['asset']}:{c['check']} {c['status']}" for c in report.checks
                             if c["status"] not in ("SUCCEEDED", "SKIPPED", "PLANNED", "IN_PROGRESS")]
     if _exists(conn, "automation.outbox"):

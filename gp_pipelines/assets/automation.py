@@ -9,6 +9,7 @@ import psycopg
 
 from gp_pipelines.automation import exchange, outbox
 from gp_pipelines.automation.orders import ensure_order_tables
+from gp_pipelines.automation.partner_flows import partner_outbox_handlers
 from gp_pipelines.resources.automation import AutomationResource
 
 AUTOMATION_GROUP = "automation"
@@ -39,8 +40,8 @@ def automation_outbox(context: dg.AssetExecutionContext, automation: AutomationR
     with automation.context(actor=context.run_id) as domain, \
             psycopg.connect(domain.database_url, autocommit=True) as conn:
         ensure_order_tables(conn)
-        retried = outbox.run_due(conn, domain.handlers(), domain.policy, notifier=domain.notifier,
-                                 actor=context.run_id)
+        handlers = {**domain.handlers(), **partner_outbox_handlers(domain)}
+        retried = outbox.run_due(conn, handlers, domain.policy, notifier=domain.notifier, actor=context.run_id)
         late = exchange.overdue_acks(conn, datetime.now(UTC))
         for row in late:
             domain.notifier.notify(

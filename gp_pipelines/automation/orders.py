@@ -97,9 +97,10 @@ class UnroutedSale:
     updated: str
 
 
-def unrouted_sales(conn: psycopg.Connection, instances: Sequence[str], limit: int | None = None) -> list[UnroutedSale]:
+def unrouted_sales(conn: psycopg.Connection, instances: Sequence[str], limit: int | None = None,
+                   prefer_channel: str = "") -> list[UnroutedSale]:
     """Authorised sales in the cache that nobody has started fulfilling and we have not routed (nor skipped
-    in their current version), oldest first."""
+    in their current version), oldest first (sales from `prefer_channel` with an ExternalID first, if given)."""
     sql = """
         SELECT s.instance, s.id AS sale_id, coalesce(s.payload->'Order'->>'SaleOrderNumber', '') AS order_number,
                coalesce(s.payload->>'LastModifiedOn', '') AS updated
@@ -113,11 +114,13 @@ def unrouted_sales(conn: psycopg.Connection, instances: Sequence[str], limit: in
            AND NOT EXISTS (SELECT 1 FROM automation.routed_sales r
                             WHERE r.instance = s.instance AND r.sale_id = s.id
                               AND (r.state <> 'skipped' OR r.sale_updated = coalesce(s.payload->>'LastModifiedOn', '')))
-         ORDER BY s.payload->>'SaleOrderDate', s.id"""
+         ORDER BY (s.payload->>'SourceChannel' = %(channel)s AND coalesce(s.payload->>'ExternalID', '') <> '')
+                  DESC, s.payload->>'SaleOrderDate', s.id"""
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     with conn.cursor(row_factory=dict_row) as cur:
-        return [UnroutedSale(**row) for row in cur.execute(sql, {"instances": list(instances)}).fetchall()]
+        params = {"instances": list(instances), "channel": prefer_channel}
+        return [UnroutedSale(**row) for row in cur.execute(sql, params).fetchall()]
 
 
 # ---------------------------------------------------------------- inputs of the planner
@@ -437,11 +440,20 @@ class CreateFulfilmentHandler:
 # ---------------------------------------------------------------- 940 to the 3PL
 
 
+# N404 wants an ISO country code; Cin7 addresses carry the country's name.
+COUNTRY_CODES = {"australia": "AU", "new zealand": "NZ", "united states": "US", "united states of america": "US",
+                 "usa": "US", "canada": "CA", "united kingdom": "GB", "ireland": "IE", "singapore": "SG"}
+
+
 def _address_party(role: str, name: str, address: Mapping[str, Any]) -> Party:
-    lines = [str(address.get(key)) for key in ("Line1", "Line2") if address.get(key)]
-    return Party(role, name=name[:60], address_lines=lines, city=str(address.get("City") or ""),
-                 state=str(address.get("State") or ""), postal_code=str(address.get("Postcode") or ""),
-                 country=str(address.get("Country") or "")[:3])
+    lines = [str(address.get(key))[:55] for key in ("Line1", "Line2") if address.get(key)]
+    country = str(address.get("Country") or "").strip()
+    country = country.upper() if len(country) in (2, 3) else COUNTRY_CODES.get(country.casefold(), "")
+    # N402 is a two-letter state or province code; a region's name (e.g. "Canterbury") does not fit it.
+    state = str(address.get("State") or "").strip()
+    return Party(role, name=name[:60], address_lines=lines, city=str(address.get("City") or "")[:30],
+                 state=state.upper() if len(state) == 2 else "", postal_code=str(address.get("Postcode") or "")[:15],
+                 country=country)
 
 
 def warehouse_order(sale: Mapping[str, Any], depositor_order: str, location: str,

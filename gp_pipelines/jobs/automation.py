@@ -6,12 +6,14 @@ content hash), and each job is idempotent on top of that, so a repeated launch c
 import dagster as dg
 import psycopg
 
+from gp_pipelines.assets.automation import OUTBOX_ASSET
 from gp_pipelines.automation.inbound import process_partner_file
 from gp_pipelines.automation.orders import route_sale
 from gp_pipelines.resources.automation import AutomationResource
 
 ROUTE_ORDER_JOB = "route_order"
 PARTNER_FILE_JOB = "process_partner_file"
+OUTBOX_RETRY_JOB = "outbox_retry"
 
 
 class RouteOrderConfig(dg.Config):
@@ -65,4 +67,10 @@ def partner_file_job() -> None:
     process_inbound_file()
 
 
-AUTOMATION_JOBS = [route_order_job, partner_file_job]
+outbox_retry_job = dg.define_asset_job(
+    OUTBOX_RETRY_JOB, selection=dg.AssetSelection.assets(OUTBOX_ASSET),
+    description="Retry due outside actions, report overdue 997s and refresh the outbox's status in the UI.",
+    tags={"gp/automation": "outbox"},
+)
+
+AUTOMATION_JOBS = [route_order_job, partner_file_job, outbox_retry_job]

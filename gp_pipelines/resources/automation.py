@@ -12,6 +12,7 @@ import yaml
 
 from gp_pipelines.automation.inbound import InboundContext
 from gp_pipelines.automation.outbox import RetryPolicy
+from gp_pipelines.automation.partner_flows import PARTNER_SET_HANDLERS
 from gp_pipelines.config import PlatformConfig, config_to_yaml, parse_config
 from gp_pipelines.connectors.notify import Notifier
 from gp_pipelines.connectors.transport import Transport, transport_for
@@ -75,6 +76,7 @@ class AutomationResource(dg.ConfigurableResource):
                 notifier=Notifier.from_config(config.notifications, environ),
                 actor=actor,
                 shopify=self.shopify.client if config.automation.shopify else None,
+                extra_handlers=dict(PARTNER_SET_HANDLERS),
             )
 
 

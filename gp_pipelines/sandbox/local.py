@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import yaml
 
 from gp_pipelines import database
 from gp_pipelines.config import (
+    AUTOMATION_SANDBOX_ENV,
     CONFIG_ENV,
     ECB_SANDBOX_URL_ENV,
     SANDBOX_PORT_ENV,
@@ -27,6 +29,7 @@ from gp_pipelines.config import (
     load_config,
     sandbox_key_variable,
 )
+from gp_pipelines.sandbox.automation import AutomationSandbox
 from gp_pipelines.sandbox.cin7 import SandboxInstance, SandboxOptions, SandboxServer
 from gp_pipelines.sandbox.ecb.app import EcbSandboxOptions
 from gp_pipelines.sandbox.ecb.server import EcbSandboxServer
@@ -108,6 +111,7 @@ class LocalStack:
     dagster_home: Path
     started_database: bool
     zoho_sandbox: ZohoSandboxServer | None = None
+    automation_sandbox: AutomationSandbox | None = None
 
 
 @contextlib.contextmanager
@@ -131,6 +135,7 @@ def local_stack(
     server: SandboxServer | None = None
     ecb: EcbSandboxServer | None = None
     zoho: ZohoSandboxServer | None = None
+    automation: AutomationSandbox | None = None
     try:
         if not os.environ.get(database.DATABASE_URL_ENV):
             started_database = database.ensure_embedded_server().started_here
@@ -157,6 +162,11 @@ def local_stack(
             zoho = ZohoSandboxServer(zoho_settings).start()
             os.environ[ZOHO_SANDBOX_URL_ENV] = zoho.root_url
             os.environ.update(zoho.secret_environment())
+            # The 3PL warehouses (behind an SFTP server), the Shopify store and the mail/webhook receivers.
+            automation = AutomationSandbox(database.project_home() / "sandbox-automation" / str(os.getpid()),
+                                           seed=options.seed).start()
+            os.environ.update(automation.environment())
+            os.environ[AUTOMATION_SANDBOX_ENV] = json.dumps(automation.config_sections())
         config = load_config()
         missing = config.missing_key_variables()
         if missing:
@@ -164,9 +174,9 @@ def local_stack(
                 f"{config.source}: these environment variables name application keys but are not set: "
                 + ", ".join(missing)
             )
-        yield LocalStack(config, database_url, server, ecb, home, started_database, zoho)
+        yield LocalStack(config, database_url, server, ecb, home, started_database, zoho, automation)
     finally:
-        for stand_in in (server, ecb, zoho):
+        for stand_in in (server, ecb, zoho, automation):
             if stand_in is not None:
                 stand_in.stop()
         os.environ.clear()

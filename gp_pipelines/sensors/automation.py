@@ -16,11 +16,10 @@ import json
 import dagster as dg
 import psycopg
 
-from gp_pipelines.assets.automation import OUTBOX_ASSET
 from gp_pipelines.automation import exchange, outbox
 from gp_pipelines.automation.orders import ensure_order_tables, unrouted_sales
 from gp_pipelines.config import PlatformConfig
-from gp_pipelines.jobs.automation import PARTNER_FILE_JOB, ROUTE_ORDER_JOB
+from gp_pipelines.jobs.automation import OUTBOX_RETRY_JOB, PARTNER_FILE_JOB, ROUTE_ORDER_JOB
 from gp_pipelines.resources.automation import AutomationResource
 
 MAX_RUNS_PER_TICK = 50
@@ -40,7 +39,7 @@ def new_orders_sensor(context: dg.SensorEvaluationContext, automation: Automatio
             run_key=f"{sale.instance}:{sale.sale_id}:{sale.updated}",
             run_config={"ops": {"route_authorised_sale": {"config": {"instance": sale.instance,
                                                                       "sale_id": sale.sale_id}}}},
-            tags={"gp/instance": sale.instance, "gp/sale": sale.order_number or sale.sale_id},
+            tags={"gp/order_instance": sale.instance, "gp/sale": sale.order_number or sale.sale_id},
         )
         for sale in waiting
     ]  # fmt: skip
@@ -76,7 +75,7 @@ def partner_inbox_sensor(partner_key: str) -> dg.SensorDefinition:
     return _sensor
 
 
-@dg.sensor(name="outbox_retry_sensor", asset_selection=[OUTBOX_ASSET], minimum_interval_seconds=60,
+@dg.sensor(name="outbox_retry_sensor", job_name=OUTBOX_RETRY_JOB, minimum_interval_seconds=60,
            default_status=_STOPPED, description="Retries due outbox items and reports overdue 997s.")
 def outbox_retry_sensor(context: dg.SensorEvaluationContext, automation: AutomationResource) -> dg.SensorResult:
     with psycopg.connect(automation.database.database_url(), autocommit=True) as conn:

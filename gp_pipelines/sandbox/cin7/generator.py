@@ -432,11 +432,14 @@ class _Generator:
         customer = store.origin_customers[customer_idx]
         location = next(loc for loc in store.locations if loc["ID"] == record.extra["location_id"])
         rate = fx_rate(store.base_currency, customer["Currency"], record.created_ms)
+        reference = f"PO{rng.randint(1000, 99999)}" if rng.random() < 0.6 else ""
+        external_id = f"#{1000 + idx}" if rng.random() < 0.4 else ""
+        channel = rng.choice(["", "", "Shopify", "B2B Portal"])
+        if channel == "Shopify" and not external_id:
+            external_id = f"#{1000 + idx}"  # a web store's order always carries its order name
         doc = sales.create_sale(env, record.id, customer, location, {
-            "SaleOrderDate": record.extra["order_date"],
-            "CustomerReference": f"PO{rng.randint(1000, 99999)}" if rng.random() < 0.6 else "",
-            "ExternalID": f"#{1000 + idx}" if rng.random() < 0.4 else "",
-            "SourceChannel": rng.choice(["", "", "Shopify", "B2B Portal"]),
+            "SaleOrderDate": record.extra["order_date"], "CustomerReference": reference,
+            "ExternalID": external_id, "SourceChannel": channel,
         }, rate)
         if stage != "DRAFT":
             products = rng.sample(self.product_ids, min(n_lines, len(self.product_ids)))

@@ -68,8 +68,16 @@ class _Day:
     def new_sale(self) -> str | None:
         customers = [r for r in self.store.collections["customers"] if not r.deprecated]
         customer = self.rng.choice(customers).row()
-        record = self.store.create_sale({"CustomerID": customer["ID"],
-                                         "CustomerReference": f"PO{self.rng.randint(1000, 99999)}"})
+        reference = f"PO{self.rng.randint(1000, 99999)}"
+        # A third of new sales come in from the web store, carrying its order name.
+        web = self.rng.random() < 0.35
+        record = self.store.create_sale({
+            "CustomerID": customer["ID"], "CustomerReference": reference,
+            "SourceChannel": "Shopify" if web else "",
+            "ExternalID": f"#{5000 + self.store.counters.get('WEB', 0)}" if web else "",
+        })
+        if web:
+            self.store.counters["WEB"] = self.store.counters.get("WEB", 0) + 1
         self.changed.add(record.id)
         if self.rng.random() < 0.8:
             status = "AUTHORISED" if self.rng.random() < 0.7 else "DRAFT"
