@@ -43,7 +43,7 @@ def play_order_cycle(defs: dg.Definitions, instance: dg.DagsterInstance, config:
         for key in sandbox.instances:
             with _cin7_client(config, key) as client:
                 documents = [client.get("sale", {"ID": s.sale_id}) for s in waiting if s.instance == key]
-            mirror_shopify_orders(sandbox.shopify, documents)
+            mirror_shopify_orders(sandbox.shopify, documents, sandbox.shop(key))
         print(f"\nOrder automation: {len(waiting)} authorised sales waiting to be routed")
         states: dict[str, int] = {}
         for sale in waiting:

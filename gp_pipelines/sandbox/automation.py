@@ -21,8 +21,7 @@ from gp_pipelines.sandbox.threepl import ThreePLOptions, ThreePLWarehouse
 
 SFTP_USER_ENV = "GP_SANDBOX_SFTP_USER"
 SFTP_PASSWORD_ENV = "GP_SANDBOX_SFTP_PASSWORD"
-SHOPIFY_TOKEN_ENV = "GP_SANDBOX_SHOPIFY_TOKEN"
-SHOPIFY_SHOP = "gp-sandbox"
+SHOPIFY_TOKEN_ENV = "GP_SANDBOX_SHOPIFY_TOKEN_{}"  # one web store per instance, each with its own token
 OUR_EDI_ID = "GPPIPELINES"
 
 # Per instance: its 3PL partner and the location that partner runs, plus the in-house locations, with how fast
@@ -63,11 +62,15 @@ class AutomationSandbox:
         self.username = "gp-sandbox"
         self.password = secrets.token_urlsafe(12)
         self.sftp = SftpSandboxServer(self.root / "sftp", self.username, self.password, port=sftp_port)
-        self.shopify = ShopifySandboxServer(ShopifySandboxOptions(shops={SHOPIFY_SHOP: secrets.token_hex(16)},
-                                                                  seed=seed, leak_per_second=40.0))
+        self.shopify = ShopifySandboxServer(ShopifySandboxOptions(
+            shops={self.shop(key): secrets.token_hex(16) for key in self.instances}, seed=seed, leak_per_second=40.0))
         self.smtp = SmtpCaptureServer()
         self.webhook = WebhookCaptureServer()
         self.warehouses: dict[str, ThreePLWarehouse] = {}
+
+    @staticmethod
+    def shop(instance: str) -> str:
+        return f"gp-sandbox-{instance}"
 
     def partner_key(self, instance: str) -> str:
         return SANDBOX_ROUTING[instance]["partner"][0]
@@ -109,8 +112,8 @@ class AutomationSandbox:
         return sent
 
     def environment(self) -> dict[str, str]:
-        return {SFTP_USER_ENV: self.username, SFTP_PASSWORD_ENV: self.password,
-                SHOPIFY_TOKEN_ENV: self.shopify.token(SHOPIFY_SHOP)}
+        tokens = {SHOPIFY_TOKEN_ENV.format(key.upper()): self.shopify.token(self.shop(key)) for key in self.instances}
+        return {SFTP_USER_ENV: self.username, SFTP_PASSWORD_ENV: self.password, **tokens}
 
     def config_sections(self) -> dict[str, Any]:
         """The partners, automation and notifications sections of a platform config for this sandbox."""
@@ -130,8 +133,9 @@ class AutomationSandbox:
             for rule in SANDBOX_ROUTING[instance]["rules"]:
                 partner = key if "3PL" in rule["location"] else None
                 locations.append({"instance": instance, "partner": partner, **rule})
-        shopify = [{"key": f"shop_{instance}", "shop_url": self.shopify.shop_url(SHOPIFY_SHOP),
-                    "access_token_env": SHOPIFY_TOKEN_ENV, "instance": instance, "source_channel": "Shopify"}
+        shopify = [{"key": f"shop_{instance}", "shop_url": self.shopify.shop_url(self.shop(instance)),
+                    "access_token_env": SHOPIFY_TOKEN_ENV.format(instance.upper()), "instance": instance,
+                    "source_channel": "Shopify"}
                    for instance in self.instances]  # fmt: skip
         return {
             "partners": partners,
@@ -145,8 +149,7 @@ class AutomationSandbox:
         }  # fmt: skip
 
 
-def mirror_shopify_orders(shopify: ShopifySandboxServer, sales: list[dict[str, Any]],
-                          shop: str = SHOPIFY_SHOP) -> list[str]:
+def mirror_shopify_orders(shopify: ShopifySandboxServer, sales: list[dict[str, Any]], shop: str) -> list[str]:
     """Create the Shopify orders that these Cin7 sales (full documents) came from; returns the order names.
 
     Only sales with `SourceChannel: Shopify` and an `ExternalID` have one; names already present are skipped."""

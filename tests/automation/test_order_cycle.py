@@ -124,13 +124,14 @@ _new_authorised_sale.count = 0
 
 def test_a_cycle_routes_ships_and_posts_tracking(world, context, conn):
     cin7, sandbox, _config, _ = world
-    waiting = unrouted_sales(conn, [INSTANCE])
-    assert waiting, "the sandbox has authorised, unrouted sales"
+    web_sale = _new_authorised_sale(world, external_id="#9001")  # a web order the 3PL can ship
+    waiting = unrouted_sales(conn, [INSTANCE], prefer_channel="Shopify")[:12]
+    assert web_sale["ID"] in [sale.sale_id for sale in waiting], "web orders come first when asked"
     with client_for(cin7, INSTANCE) as client:
-        documents = [client.get("sale", {"ID": sale.sale_id}) for sale in waiting[:12]]
-    mirror_shopify_orders(sandbox.shopify, documents)
+        documents = [client.get("sale", {"ID": sale.sale_id}) for sale in waiting]
+    assert "#9001" in mirror_shopify_orders(sandbox.shopify, documents, sandbox.shop(INSTANCE))
 
-    outcomes = [route_sale(conn, context, INSTANCE, sale.sale_id) for sale in waiting[:12]]
+    outcomes = [route_sale(conn, context, INSTANCE, sale.sale_id) for sale in waiting]
     routed = [o for o in outcomes if o.state == "routed"]
     assert routed, [o.reason for o in outcomes]
     for outcome in routed:
@@ -164,6 +165,7 @@ def test_a_cycle_routes_ships_and_posts_tracking(world, context, conn):
     # Tracking reached the Shopify orders of web sales among them.
     orders = {order["name"]: order for order in sandbox.shopify.orders()}
     web = [d for d in documents if d["ID"] in shipped_tracking and d.get("ExternalID") in orders]
+    assert web_sale["ID"] in [d["ID"] for d in web]
     for document in web:
         order = orders[document["ExternalID"]]
         posted = {f["tracking_number"] for f in order.get("fulfillments", [])}
