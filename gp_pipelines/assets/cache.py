@@ -36,7 +36,7 @@ def _build_cache_asset(entity: Entity, partitions: dg.PartitionsDefinition) -> d
         group_name=GROUP,
         partitions_def=partitions,
         kinds={"cin7", "postgres"},
-        owners=["team:integration"],
+        owners=["team:integrations"],
         description=f"{entity.title}: the Cin7 Core records as the API returns them, in "
         f"`{CACHE_SCHEMA}.{entity.name}` (JSONB), kept in step incrementally.",
         tags={"entity": entity.name},
