@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import edi_bench, sandbox_bench, sync_bench, warehouse_bench
+from bench import edi_bench, routing_bench, sandbox_bench, sync_bench, warehouse_bench
 
 BENCHMARKS = {
     "sandbox": sandbox_bench.main,
     "edi": edi_bench.main,
     "sync": sync_bench.main,
     "warehouse": warehouse_bench.main,
+    "routing": routing_bench.main,
 }
 
 
