@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/gp-pipelines demo
 
 test: $(STAMP)
+	@bash .ci/install-browser || echo "warning: could not install chromium; the browser tests will say so"
 	$(BIN)/ruff check gp_pipelines tests bench
 	$(BIN)/python -m pytest
 
