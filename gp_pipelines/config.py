@@ -35,6 +35,13 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
+def _short_key(value: str) -> str:
+    """Instance and partner keys end up in table rows, partition keys and file names: keep them plain."""
+    if not _INSTANCE_KEY.match(value):
+        raise ValueError("must be lowercase letters, digits or '_', start with a letter, at most 31 characters")
+    return value
+
+
 class ConfigError(ValueError):
     """The config cannot be used; the message says where and why."""
 
@@ -68,9 +75,7 @@ class InstanceConfig(_Strict):
     @field_validator("key")
     @classmethod
     def _key_shape(cls, value: str) -> str:
-        if not _INSTANCE_KEY.match(value):
-            raise ValueError("must be lowercase letters, digits or '_', start with a letter, at most 31 characters")
-        return value
+        return _short_key(value)
 
     @field_validator("name")
     @classmethod
@@ -416,9 +421,7 @@ class PartnerConfig(_Strict):
     @field_validator("key")
     @classmethod
     def _key_shape(cls, value: str) -> str:
-        if not _INSTANCE_KEY.match(value):
-            raise ValueError("must be lowercase letters, digits or '_', start with a letter, at most 31 characters")
-        return value
+        return _short_key(value)
 
     @field_validator("kind")
     @classmethod

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from gp_pipelines.sandbox.notify import SmtpCaptureServer, WebhookCaptureServer
 from gp_pipelines.sandbox.sftp import SftpSandboxServer
 from gp_pipelines.sandbox.shopify import ShopifySandboxOptions, ShopifySandboxServer
+from gp_pipelines.sandbox.threaded import StartStop
 from gp_pipelines.sandbox.threepl import ThreePLOptions, ThreePLWarehouse
 
 SFTP_USER_ENV = "GP_SANDBOX_SFTP_USER"
@@ -49,7 +49,7 @@ SANDBOX_ROUTING: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-class AutomationSandbox:
+class AutomationSandbox(StartStop):
     """Start with `with AutomationSandbox(root) as sandbox:`; everything listens on 127.0.0.1."""
 
     def __init__(self, root: str | Path, *, instances: tuple[str, ...] = ("au", "nz", "us"), seed: int = 42,
@@ -95,12 +95,6 @@ class AutomationSandbox:
         for server in (self.webhook, self.smtp, self.shopify, self.sftp):
             server.stop()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def process_warehouses(self, advance_seconds: float = 0.0) -> int:
         """Let every 3PL read its inbox and send what is due (after moving its clock on); returns 945s sent."""

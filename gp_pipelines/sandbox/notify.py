@@ -17,7 +17,6 @@ import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email import policy as email_policy
-from types import TracebackType
 from typing import Any, Self
 
 from aiosmtpd.controller import Controller
@@ -27,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .threaded import ThreadedAppServer
+from .threaded import StartStop, ThreadedAppServer
 
 # --------------------------------------------------------------------------------------------------- SMTP
 
@@ -62,7 +61,7 @@ class _BoundController(Controller):
         return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
 
 
-class SmtpCaptureServer:
+class SmtpCaptureServer(StartStop):
     """Records every message it is sent in `messages`."""
 
     def __init__(self, port: int = 0, *, credentials: tuple[str, str] | None = None) -> None:
@@ -101,13 +100,6 @@ class SmtpCaptureServer:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _authenticate(
         self, smtp: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any

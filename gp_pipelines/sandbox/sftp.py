@@ -11,10 +11,11 @@ import asyncio
 import secrets
 import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import asyncssh
+
+from gp_pipelines.sandbox.threaded import StartStop
 
 
 class _PasswordOnly(asyncssh.SSHServer):
@@ -44,7 +45,7 @@ class _PasswordOnly(asyncssh.SSHServer):
         return user_ok and password_ok
 
 
-class SftpSandboxServer:
+class SftpSandboxServer(StartStop):
     """Serves `root` over SFTP to `username`/`password` on 127.0.0.1; `port=0` picks a free port at `start()`."""
 
     start_timeout_seconds = 10.0
@@ -130,10 +131,3 @@ class SftpSandboxServer:
             self._loop = self._thread = None
             self._server = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -12,7 +12,25 @@ import uvicorn
 from starlette.applications import Starlette
 
 
-class ThreadedAppServer:
+class StartStop:
+    """`with Server(...) as server:` starts it and always stops it, for every stand-in with start() and stop()."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class ThreadedAppServer(StartStop):
     """Serves `app` under uvicorn in a daemon thread. Binding happens in `start()`, so `port=0` picks a free
     port; `start()` returns once the server accepts connections, `stop()` shuts it down cleanly."""
 
@@ -66,10 +84,3 @@ class ThreadedAppServer:
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

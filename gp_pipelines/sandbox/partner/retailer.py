@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from gp_pipelines.edi.ack import build_functional_ack
@@ -38,6 +37,7 @@ from gp_pipelines.edi.validator import (
 )
 from gp_pipelines.edi.writer import CountingControlNumbers, EnvelopeSettings, write_interchange
 from gp_pipelines.sandbox.partner.intake import CHECKS, PartnerBook, check_digit_ok, normalized_id, po_line
+from gp_pipelines.sandbox.threaded import StartStop
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def items_from_products(
     return items
 
 
-class PartnerSandbox:
+class PartnerSandbox(StartStop):
     """The retailer. `partner_id` is its ISA id, `our_id` ours; `usage` the ISA15 both sides agreed."""
 
     def __init__(
@@ -480,10 +480,3 @@ class PartnerSandbox:
             self._thread.join(timeout=10)
             self._thread = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
