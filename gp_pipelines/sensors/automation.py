@@ -55,7 +55,7 @@ def partner_inbox_sensor(partner_key: str) -> dg.SensorDefinition:
                default_status=_STOPPED,
                description=f"Files in partner {partner_key!r}'s outbox for us → one processing run per file.")
     def _sensor(context: dg.SensorEvaluationContext, automation: AutomationResource) -> dg.SensorResult:
-        with automation.context(actor=f"sensor:{context.sensor_name}") as domain:
+        with automation.context(actor=f"sensor:partner_inbox_{partner_key}") as domain:
             transport = domain.transport(partner_key)
             files = transport.list_inbound()[:MAX_RUNS_PER_TICK]
             requests = []

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -308,3 +309,54 @@ def test_a_transport_outage_is_retried_then_given_up_and_notified(world, context
     # Back up: an operator requeues it and the next run delivers it; routing then completes.
     outbox.requeue(conn, item.key)
     assert route_sale(conn, context, INSTANCE, outcome.sale_id).state == "routed"
+
+
+def test_the_sensors_and_jobs_drive_the_same_cycle(world, conn, monkeypatch):
+    """The Dagster layer: the new-order sensor asks for one run per sale version, the route_order job routes it,
+    the partner inbox sensor asks for one run per file (keyed by its content), the file job ships it."""
+    import dagster as dg
+
+    from gp_pipelines.jobs.automation import partner_file_job, route_order_job
+    from gp_pipelines.resources.automation import automation_resource_from_config
+    from gp_pipelines.resources.cin7 import Cin7ApplicationKey, Cin7Resource
+    from gp_pipelines.resources.database import PostgresResource
+    from gp_pipelines.resources.shopify import shopify_resource_from_config
+    from gp_pipelines.sensors.automation import new_orders_sensor, partner_inbox_sensor
+
+    cin7, sandbox, config, database_url = world
+    for name, value in sandbox.environment().items():
+        monkeypatch.setenv(name, value)
+    au = next(i for i in cin7.instances if i.key == INSTANCE)
+    monkeypatch.setenv("TEST_CIN7_KEY", au.application_keys[0])
+    database = PostgresResource(url=database_url)
+    cin7_resource = Cin7Resource(database=database, application_keys=[Cin7ApplicationKey(
+        instance=INSTANCE, account_id=au.account_id, base_url=cin7.base_url,
+        application_key=dg.EnvVar("TEST_CIN7_KEY"), calls_per_minute=100_000)])  # fmt: skip
+    shopify = shopify_resource_from_config(config)
+    resources = {"automation": automation_resource_from_config(config, database, cin7_resource, shopify)}
+
+    sale = _new_authorised_sale(world)
+    with dg.build_sensor_context(resources=resources) as context:
+        result = new_orders_sensor(context)
+    [request] = [r for r in result.run_requests if sale["ID"] in r.run_key]
+    assert request.run_key == f"{INSTANCE}:{sale['ID']}:{sale['LastModifiedOn']}"
+    assert json.loads(result.cursor)["last_tick_sales"] == len(result.run_requests)
+
+    run = route_order_job.execute_in_process(run_config=request.run_config, resources=resources)
+    assert run.success and run.output_for_node("route_authorised_sale") == "routed"
+    with dg.build_sensor_context(resources=resources) as context:
+        again = new_orders_sensor(context)
+    assert all(sale["ID"] not in r.run_key for r in again.run_requests or [])
+
+    sandbox.process_warehouses()
+    sandbox.process_warehouses(advance_seconds=10_000)
+    sensor = partner_inbox_sensor(sandbox.partner_key(INSTANCE))
+    with dg.build_sensor_context(resources=resources) as context:
+        files = sensor(context)
+    assert files.run_requests and all(len(r.run_key.rsplit(":", 1)[1]) == 64 for r in files.run_requests)
+    for file_request in files.run_requests:
+        ran = partner_file_job.execute_in_process(run_config=file_request.run_config, resources=resources)
+        assert ran.success and ran.output_for_node("process_inbound_file") in ("processed", "quarantined")
+    [(state,)] = conn.execute("SELECT state FROM automation.fulfilments WHERE sale_id = %s",
+                              (sale["ID"],)).fetchall()
+    assert state in ("shipped", "partially_shipped")
