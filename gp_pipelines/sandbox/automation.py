@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from gp_pipelines.sandbox.notify import SmtpCaptureServer, WebhookCaptureServer
+from gp_pipelines.sandbox.partner import PartnerSandbox
 from gp_pipelines.sandbox.sftp import SftpSandboxServer
 from gp_pipelines.sandbox.shopify import ShopifySandboxOptions, ShopifySandboxServer
 from gp_pipelines.sandbox.threaded import StartStop
@@ -23,6 +24,9 @@ SFTP_USER_ENV = "GP_SANDBOX_SFTP_USER"
 SFTP_PASSWORD_ENV = "GP_SANDBOX_SFTP_PASSWORD"
 SHOPIFY_TOKEN_ENV = "GP_SANDBOX_SHOPIFY_TOKEN_{}"  # one web store per instance, each with its own token
 OUR_EDI_ID = "GPPIPELINES"
+RETAILER_ID = "RETAILSBX"
+RETAILER_KEY = "sandbox_retail"
+RETAILER_GS1_PREFIX = "0614141"  # GS1's own example company prefix
 
 # Per instance: its 3PL partner and the location that partner runs, plus the in-house locations, with how fast
 # and how dear each ships to which region (the sandbox generator's location names and ship-to states).
@@ -53,7 +57,10 @@ class AutomationSandbox(StartStop):
     """Start with `with AutomationSandbox(root) as sandbox:`; everything listens on 127.0.0.1."""
 
     def __init__(self, root: str | Path, *, instances: tuple[str, ...] = ("au", "nz", "us"), seed: int = 42,
-                 threepl: ThreePLOptions | None = None, sftp_port: int = 0) -> None:
+                 threepl: ThreePLOptions | None = None, sftp_port: int = 0,
+                 retailer: dict[str, Any] | None = None) -> None:
+        """`retailer`, when given, adds a trading partner: a retailer sandbox exchanging files through a folder,
+        with its trading settings (`instance`, `customer`, optionally `location`, `price_tier`)."""
         self.root = Path(root)
         self.instances = tuple(key for key in instances if key in SANDBOX_ROUTING)
         self.seed = seed
@@ -67,6 +74,9 @@ class AutomationSandbox(StartStop):
         self.smtp = SmtpCaptureServer()
         self.webhook = WebhookCaptureServer()
         self.warehouses: dict[str, ThreePLWarehouse] = {}
+        self.retailer_settings = dict(retailer or {})
+        self.retailer = PartnerSandbox(self.root / "retailer", RETAILER_ID, OUR_EDI_ID, seed=seed,
+                                       name="Sandbox Retail") if retailer else None
 
     @staticmethod
     def shop(instance: str) -> str:
@@ -127,6 +137,11 @@ class AutomationSandbox(StartStop):
             for rule in SANDBOX_ROUTING[instance]["rules"]:
                 partner = key if "3PL" in rule["location"] else None
                 locations.append({"instance": instance, "partner": partner, **rule})
+        if self.retailer is not None:
+            settings = dict(self.retailer_settings)
+            instance = settings.pop("instance")
+            partners.append(self.retailer.partner_entry(
+                RETAILER_KEY, instance, gs1_company_prefix=RETAILER_GS1_PREFIX, ack_overdue_minutes=60, **settings))
         shopify = [{"key": f"shop_{instance}", "shop_url": self.shopify.shop_url(self.shop(instance)),
                     "access_token_env": SHOPIFY_TOKEN_ENV.format(instance.upper()), "instance": instance,
                     "source_channel": "Shopify"}

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,25 @@ class LocalStack:
     automation_sandbox: AutomationSandbox | None = None
 
 
+def _remove_stale_sandbox_folders(root: Path) -> None:
+    """Each stack keeps its partners' files under a folder named by its process id (left for inspection after
+    it stops); those of processes that are gone go when the next stack starts."""
+    for folder in root.glob("*") if root.is_dir() else []:
+        if folder.name.isdigit() and not Path(f"/proc/{folder.name}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sandbox_retailer(server: SandboxServer) -> dict[str, str]:
+    """The trading settings of the sandbox retailer: it buys as the first instance's first active customer."""
+    instance = server.instances[0].key
+    customers = sorted(record.row()["Name"] for record in server.sandbox.records(server.sandbox.stores[instance],
+                                                                                 "customers")
+                       if record.row().get("Status") == "Active")
+    carriers = {"Australia Post": "AUPT", "StarTrack": "STRK", "Couriers Please": "CPLE", "Sendle": "SNDL",
+                "DHL Express": "DHLC", "NZ Post": "NZPT", "UPS": "UPSN", "FedEx": "FDEG", "USPS": "USPS"}
+    return {"instance": instance, "customer": customers[0], "price_tier": "Wholesale", "carrier_scac": carriers}
+
+
 @contextlib.contextmanager
 def local_stack(
     *,
@@ -163,8 +183,10 @@ def local_stack(
             os.environ[ZOHO_SANDBOX_URL_ENV] = zoho.root_url
             os.environ.update(zoho.secret_environment())
             # The 3PL warehouses (behind an SFTP server), the Shopify store and the mail/webhook receivers.
-            automation = AutomationSandbox(database.project_home() / "sandbox-automation" / str(os.getpid()),
-                                           seed=options.seed).start()
+            automation_root = database.project_home() / "sandbox-automation"
+            _remove_stale_sandbox_folders(automation_root)
+            automation = AutomationSandbox(automation_root / str(os.getpid()), seed=options.seed,
+                                           retailer=_sandbox_retailer(server)).start()
             os.environ.update(automation.environment())
             os.environ[AUTOMATION_SANDBOX_ENV] = json.dumps(automation.config_sections())
         config = load_config()
