@@ -218,24 +218,22 @@ def _cmd_relocate(args: argparse.Namespace) -> int:
     import psycopg
 
     from gp_pipelines.automation.relocate import RelocationError, relocate_sale
-    from gp_pipelines.cin7.client import Cin7Client
+    from gp_pipelines.cin7.client import client_from_environment
     from gp_pipelines.cin7.errors import Cin7Error
     from gp_pipelines.cin7.limiter import PostgresRateLimiter
-    from gp_pipelines.config import load_config
+    from gp_pipelines.config import ConfigError, load_config
 
     instance = load_config().instance(args.instance)
-    missing = [name for name in instance.application_key_env if not os.environ.get(name)]
-    if missing:
-        print("error: application keys not set in the environment: " + ", ".join(missing), file=sys.stderr)
-        return 2
     database_url = database.database_url()
     limiter = PostgresRateLimiter(database_url, calls=instance.calls_per_minute)
-    keys = [os.environ[name] for name in instance.application_key_env]
     try:
-        with (
-            Cin7Client(instance.base_url, instance.account_id, keys, instance=instance.key, limiter=limiter) as client,
-            psycopg.connect(database_url, autocommit=True) as conn,
-        ):
+        client = client_from_environment(instance, limiter)
+    except ConfigError as exc:
+        limiter.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with client, psycopg.connect(database_url, autocommit=True) as conn:
             result = relocate_sale(client, conn, instance.key, args.sale, args.location, dry_run=args.dry_run,
                                    require_stock=args.require_stock, lock_wait_seconds=args.wait,
                                    actor=f"cli:{os.environ.get('USER', '?')}")

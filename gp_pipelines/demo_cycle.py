@@ -4,7 +4,6 @@ authorised sales in the cache → `route_order` runs (some split across location
 3PL sandboxes → 997s and 945s back → `process_partner_file` runs ship in Cin7 Core with tracking → the
 tracking lands on the Shopify sandbox's orders. It prints the journey of three orders, a split one first."""
 
-import os
 from typing import Any
 
 import dagster as dg
@@ -12,7 +11,7 @@ import psycopg
 
 from gp_pipelines.automation.journey import format_journey, order_journey
 from gp_pipelines.automation.orders import ensure_order_tables, unrouted_sales
-from gp_pipelines.cin7.client import Cin7Client
+from gp_pipelines.cin7.client import client_from_environment
 from gp_pipelines.cin7.limiter import LocalRateLimiter
 from gp_pipelines.connectors.transport import transport_for
 from gp_pipelines.jobs.automation import OUTBOX_RETRY_JOB, PARTNER_FILE_JOB, ROUTE_ORDER_JOB
@@ -20,12 +19,6 @@ from gp_pipelines.sandbox.automation import AutomationSandbox, mirror_shopify_or
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SALES_PER_INSTANCE = 4
-
-
-def _cin7_client(config: Any, key: str) -> Cin7Client:
-    instance = config.instance(key)
-    return Cin7Client(instance.base_url, instance.account_id, [os.environ[v] for v in instance.application_key_env],
-                      instance=key, limiter=LocalRateLimiter(calls=instance.calls_per_minute))
 
 
 def play_order_cycle(defs: dg.Definitions, instance: dg.DagsterInstance, config: Any, database_url: str,
@@ -41,7 +34,9 @@ def play_order_cycle(defs: dg.Definitions, instance: dg.DagsterInstance, config:
             # Web orders first, so the cycle shows tracking reaching the Shopify store.
             waiting += unrouted_sales(conn, [key], limit=SALES_PER_INSTANCE, prefer_channel="Shopify")
         for key in sandbox.instances:
-            with _cin7_client(config, key) as client:
+            instance_config = config.instance(key)
+            limiter = LocalRateLimiter(calls=instance_config.calls_per_minute)
+            with client_from_environment(instance_config, limiter) as client:
                 documents = [client.get("sale", {"ID": s.sale_id}) for s in waiting if s.instance == key]
             mirror_shopify_orders(sandbox.shopify, documents, sandbox.shop(key))
         print(f"\nOrder automation: {len(waiting)} authorised sales waiting to be routed")

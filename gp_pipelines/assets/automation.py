@@ -11,18 +11,18 @@ from gp_pipelines.automation import exchange, outbox
 from gp_pipelines.automation.orders import ensure_order_tables
 from gp_pipelines.automation.partner_flows import partner_outbox_handlers
 from gp_pipelines.resources.automation import AutomationResource
+from gp_pipelines.warehouse import checks
 
 AUTOMATION_GROUP = "automation"
 OUTBOX_ASSET = dg.AssetKey(["automation", "outbox"])
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Records as the shared markdown table, cells cut short (error texts can be long) and kept off the `|`."""
     if not rows:
         return "_none_"
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(str(row.get(column, "")).replace("|", "/")[:80] for column in columns) + " |")
-    return "\n".join(lines)
+    cells = [[str(row.get(column, "")).replace("|", "/")[:80] for column in columns] for row in rows]
+    return checks.markdown_table(columns, cells)
 
 
 @dg.asset(

@@ -110,10 +110,6 @@ class _Parsed:
     issues: list[str]
 
 
-def _issue_text(issue: EdiIssue) -> str:
-    return str(issue)
-
-
 def parse_and_validate(content: bytes) -> _Parsed:
     """Every group with its sets, and a readable list of every error (envelope, counts, set specs)."""
     groups = []
@@ -123,9 +119,9 @@ def parse_and_validate(content: bytes) -> _Parsed:
     for event in iter_events(io.BytesIO(content)):
         if isinstance(event, EdiIssue):
             if event.is_error:
-                issues.append(_issue_text(event))
+                issues.append(str(event))
             continue
-        issues.extend(_issue_text(i) for i in getattr(event, "issues", []) if i.is_error)
+        issues.extend(str(i) for i in getattr(event, "issues", []) if i.is_error)
         if isinstance(event, InterchangeHeader):
             saw_interchange = True
         elif isinstance(event, GroupHeader):

@@ -25,7 +25,7 @@ from gp_pipelines.automation import partner_flows
 from gp_pipelines.automation.inbound import InboundContext, InboundResult, process_partner_file
 from gp_pipelines.automation.outbox import RetryPolicy
 from gp_pipelines.automation.trading import TradingError, available_quantities
-from gp_pipelines.cin7.client import Cin7Client
+from gp_pipelines.cin7.client import Cin7Client, client_from_environment
 from gp_pipelines.cin7.entities import ENTITIES
 from gp_pipelines.cin7.limiter import PostgresRateLimiter
 from gp_pipelines.cin7.sync import sync_entity
@@ -193,15 +193,9 @@ def demo_context(
         def cin7(key: str) -> Cin7Client:
             if key not in clients:
                 instance = config.instance(key)
-                missing = [name for name in instance.application_key_env if not env.get(name)]
-                if missing:
-                    raise TradingError(f"instance {key!r}: application key variable(s) {missing} are not set")
                 limiter = PostgresRateLimiter(database_url, calls=instance.calls_per_minute)
                 stack.callback(limiter.close)
-                keys = [env[name] for name in instance.application_key_env]
-                clients[key] = stack.enter_context(
-                    Cin7Client(instance.base_url, instance.account_id, keys, instance=key, limiter=limiter)
-                )
+                clients[key] = stack.enter_context(client_from_environment(instance, limiter, env))
             return clients[key]
 
         def transport(key: str) -> Transport:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,6 +29,7 @@ from gp_pipelines.cin7.errors import (
     Cin7ThrottledError,
 )
 from gp_pipelines.cin7.limiter import LocalRateLimiter, RateLimiter, key_fingerprint
+from gp_pipelines.config import ConfigError, InstanceConfig
 
 LIMIT_MESSAGE = re.compile(r"calls per (60 seconds|minute) API limit|API limit", re.IGNORECASE)
 MAX_PAGE_SIZE = 1000
@@ -357,3 +359,15 @@ def _error_message(text: str) -> str | None:
         return _error_in_body(json.loads(text)) or text.strip()[:300]
     except ValueError:
         return text.strip()[:300] or None
+
+
+def client_from_environment(instance: InstanceConfig, limiter: RateLimiter,
+                            environ: Mapping[str, str] | None = None, **options: Any) -> Cin7Client:
+    """A client for a configured instance outside Dagster, its application keys read from the environment
+    variables the config names; a variable that is not set is a `ConfigError` naming it (never a key)."""
+    env = os.environ if environ is None else environ
+    missing = [name for name in instance.application_key_env if not env.get(name)]
+    if missing:
+        raise ConfigError(f"instance {instance.key!r}: application key variable(s) not set: {', '.join(missing)}")
+    keys = [env[name] for name in instance.application_key_env]
+    return Cin7Client(instance.base_url, instance.account_id, keys, instance=instance.key, limiter=limiter, **options)

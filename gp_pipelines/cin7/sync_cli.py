@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from gp_pipelines import database
-from gp_pipelines.cin7.client import Cin7Client
+from gp_pipelines.cin7.client import client_from_environment
 from gp_pipelines.cin7.entities import ENTITIES, entity
 from gp_pipelines.cin7.errors import Cin7AuthError, Cin7Error
 from gp_pipelines.cin7.limiter import (
@@ -25,7 +25,7 @@ from gp_pipelines.cin7.limiter import (
 )
 from gp_pipelines.cin7.store import ensure_cache_schema
 from gp_pipelines.cin7.sync import MODES, sync_entity
-from gp_pipelines.config import ConfigError, InstanceConfig, load_config
+from gp_pipelines.config import ConfigError, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,11 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
-def _client(instance: InstanceConfig, limiter: RateLimiter) -> Cin7Client:
-    keys = [os.environ[name] for name in instance.application_key_env]
-    return Cin7Client(instance.base_url, instance.account_id, keys, instance=instance.key, limiter=limiter)
-
-
 def run_sync_command(args: argparse.Namespace) -> int:
     try:
         config = load_config()
@@ -80,7 +75,7 @@ def run_sync_command(args: argparse.Namespace) -> int:
             PostgresRateLimiter(database_url, calls=budget) if budget > 0 else LocalRateLimiter(10**9, 1.0)
         )
         try:
-            with _client(instance, limiter) as client:
+            with client_from_environment(instance, limiter) as client:
                 for item in entities:
                     try:
                         result = sync_entity(database_url, client, instance.key, item, mode=args.mode,

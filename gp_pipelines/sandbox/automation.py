@@ -33,20 +33,22 @@ RETAILER_GS1_PREFIX = "0614141"  # GS1's own example company prefix
 SANDBOX_ROUTING: dict[str, dict[str, Any]] = {
     "au": {"partner": ("acme_3pl", "Acme Logistics (Melbourne)"), "rules": [
         {"location": "Main Warehouse", "priority": 10, "transit_days": {"*": 3, "NSW": 1}, "cost": {"*": 9}},
-        {"location": "Melbourne 3PL", "priority": 20, "transit_days": {"*": 2, "VIC": 1}, "cost": {"*": 7}},
+        {"location": "Melbourne 3PL", "run_by_3pl": True, "priority": 20, "transit_days": {"*": 2, "VIC": 1},
+         "cost": {"*": 7}},
         {"location": "Brisbane Store", "priority": 50, "transit_days": {"*": 4, "QLD": 1}, "cost": {"*": 12},
          "may_split": False},
     ]},
     "nz": {"partner": ("kiwi_3pl", "Kiwi Fulfilment (Christchurch)"), "rules": [
         {"location": "Auckland Warehouse", "priority": 10, "transit_days": {"*": 2, "Auckland": 1}, "cost": {"*": 8}},
-        {"location": "Christchurch 3PL", "priority": 20, "transit_days": {"*": 2, "Canterbury": 1},
+        {"location": "Christchurch 3PL", "run_by_3pl": True, "priority": 20, "transit_days": {"*": 2, "Canterbury": 1},
          "cost": {"*": 6}},
         {"location": "Wellington Store", "priority": 50, "transit_days": {"*": 3, "Wellington": 1},
          "cost": {"*": 11}, "may_split": False},
     ]},
     "us": {"partner": ("west_3pl", "Westward 3PL (Los Angeles)"), "rules": [
         {"location": "East Coast DC", "priority": 10, "transit_days": {"*": 4, "NY": 1, "NJ": 1}, "cost": {"*": 10}},
-        {"location": "West Coast 3PL", "priority": 20, "transit_days": {"*": 4, "CA": 1}, "cost": {"*": 8}},
+        {"location": "West Coast 3PL", "run_by_3pl": True, "priority": 20, "transit_days": {"*": 4, "CA": 1},
+         "cost": {"*": 8}},
         {"location": "New York Store", "priority": 50, "transit_days": {"*": 5, "NY": 1}, "cost": {"*": 14},
          "may_split": False},
     ]},
@@ -135,7 +137,8 @@ class AutomationSandbox(StartStop):
                               "outbound_dir": f"{key}/in", "inbound_dir": f"{key}/out"},
             })  # fmt: skip
             for rule in SANDBOX_ROUTING[instance]["rules"]:
-                partner = key if "3PL" in rule["location"] else None
+                rule = dict(rule)
+                partner = key if rule.pop("run_by_3pl", False) else None
                 locations.append({"instance": instance, "partner": partner, **rule})
         if self.retailer is not None:
             settings = dict(self.retailer_settings)

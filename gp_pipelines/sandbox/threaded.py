@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
 
@@ -12,14 +13,14 @@ import uvicorn
 from starlette.applications import Starlette
 
 
-class StartStop:
+class StartStop(ABC):
     """`with Server(...) as server:` starts it and always stops it, for every stand-in with start() and stop()."""
 
-    def start(self) -> Self:
-        raise NotImplementedError
+    @abstractmethod
+    def start(self) -> Self: ...
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def stop(self) -> None: ...
 
     def __enter__(self) -> Self:
         return self.start()
