@@ -30,6 +30,7 @@ from gp_pipelines.cin7.errors import (
 )
 from gp_pipelines.cin7.limiter import LocalRateLimiter, RateLimiter, key_fingerprint
 from gp_pipelines.config import ConfigError, InstanceConfig
+from gp_pipelines.connectors.http import DeadlineExceeded, http_client
 
 LIMIT_MESSAGE = re.compile(r"calls per (60 seconds|minute) API limit|API limit", re.IGNORECASE)
 MAX_PAGE_SIZE = 1000
@@ -83,6 +84,7 @@ class Cin7Client:
         *,
         instance: str = "",
         timeout: float = 30.0,
+        deadline: float = 60.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         http: httpx.Client | None = None,
@@ -101,7 +103,8 @@ class Cin7Client:
         self._key_free_at = [0.0] * len(self._keys)  # monotonic time each key may be used again
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
-        self._http = http or httpx.Client(timeout=timeout)
+        # `timeout` bounds each network operation, `deadline` each whole HTTP request (a dribbling server).
+        self._http = http or http_client(timeout=timeout, deadline=deadline)
         self._owns_http = http is None
         self.stats = CallStats()
 
@@ -179,9 +182,8 @@ class Cin7Client:
                     method, url, params=_clean_params(params), json=body, headers=headers
                 )
             except httpx.TimeoutException as exc:
-                last_problem = Cin7ServerError(
-                    f"timed out ({type(exc).__name__})", instance=self.instance, endpoint=endpoint
-                )
+                reason = str(exc) if isinstance(exc, DeadlineExceeded) else f"timed out ({type(exc).__name__})"
+                last_problem = Cin7ServerError(reason, instance=self.instance, endpoint=endpoint)
                 self._wait(self._backoff(attempt))
                 continue
             except httpx.TransportError as exc:

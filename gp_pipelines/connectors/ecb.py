@@ -34,6 +34,8 @@ from pathlib import Path
 
 import httpx
 
+from gp_pipelines.connectors.http import http_client
+
 ECB_BASE_URL = "https://www.ecb.europa.eu/stats/eurofxref/"
 DAILY_FEED = "eurofxref-daily.xml"
 HISTORY_90D_FEED = "eurofxref-hist-90d.xml"
@@ -66,9 +68,11 @@ class FxSource:
     csv_path: str | None = None
     anchor: str = "EUR"
     name: str = "ecb"  # recorded as `source` on every stored rate
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = 30.0  # per network operation
     attempts: int = 3
     backoff_seconds: float = 0.5
+    # Per whole HTTP request: the full history feed is several MB, which must fit on a slow link.
+    deadline_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("ecb", "csv"):
@@ -241,7 +245,9 @@ def fetch_rates(
         recent = since is not None and since >= today - _NINETY_DAYS
         feeds = [HISTORY_90D_FEED, DAILY_FEED] if recent else [HISTORY_FEED, DAILY_FEED]
         own = http is None
-        client = http or httpx.Client(timeout=source.timeout_seconds, follow_redirects=True)
+        client = http or http_client(
+            timeout=source.timeout_seconds, deadline=source.deadline_seconds, follow_redirects=True
+        )
         try:
             rates = [rate for feed in feeds for rate in _get_feed(client, source, source.url(feed), sleep)]
         finally:

@@ -30,6 +30,7 @@ import psycopg
 from gp_pipelines.automation.outbox import describe_error
 from gp_pipelines.automation.schema import AUTOMATION_SCHEMA
 from gp_pipelines.config import NotificationsConfig
+from gp_pipelines.connectors.http import DeadlineExceeded, http_client
 
 NOTIFICATIONS_TABLE = f"{AUTOMATION_SCHEMA}.notifications"
 KEY_HEADER = "X-GP-Notification-Key"
@@ -105,15 +106,21 @@ class WebhookChannel:
     name: ClassVar[str] = "webhook"
     url: str = field(repr=False)  # may embed a token (url_env)
     bearer_token: str | None = field(default=None, repr=False)
+    # The whole POST, reply included; `timeout` (from the Notifier) bounds each network operation.
+    deadline_seconds: float = 20.0
 
     def send(self, subject: str, body: str, key: str, timeout: float) -> None:
         headers = {"User-Agent": "gp_pipelines-notify"}
         if self.bearer_token:
             headers["Authorization"] = f"Bearer {self.bearer_token}"
         try:
-            response = httpx.post(
-                self.url, json={"subject": subject, "body": body, "key": key}, headers=headers, timeout=timeout
-            )
+            with http_client(timeout=timeout, deadline=self.deadline_seconds) as client:
+                response = client.post(self.url, json={"subject": subject, "body": body, "key": key}, headers=headers)
+        except DeadlineExceeded as exc:
+            # Its message names the URL's path, which may be the secret (Slack-style hook URLs).
+            raise _ChannelError(
+                f"DeadlineExceeded: no complete answer from the webhook within the {exc.deadline:g} s deadline"
+            ) from None
         except httpx.HTTPError as exc:
             # httpx's texts can quote the URL; name the failure without it.
             raise _ChannelError(f"{type(exc).__name__}: {str(exc).replace(self.url, '<webhook url>')}") from None

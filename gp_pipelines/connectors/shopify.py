@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from gp_pipelines.connectors.http import http_client
+
 log = logging.getLogger(__name__)
 
 DEFAULT_API_VERSION = "2025-01"
@@ -308,7 +310,8 @@ class ShopifyClient:
     `name` labels the store in errors and logs (default: the shop host); `token_source` says where the token came
     from (e.g. "environment variable SHOPIFY_TOKEN_MAIN") so an auth error can point there without showing it.
     `leak_per_second` is the store plan's leak rate (2 Standard, 4 Advanced, 20 Plus); requests are paced so the
-    bucket keeps `bucket_reserve` slots free. `max_wait` caps any single wait (Retry-After, backoff).
+    bucket keeps `bucket_reserve` slots free. `max_wait` caps any single wait (Retry-After, backoff). `timeout`
+    bounds each network operation, `deadline` each whole HTTP request (a reply dribbled byte by byte).
     """
 
     def __init__(
@@ -320,6 +323,7 @@ class ShopifyClient:
         name: str = "",
         token_source: str = "",
         timeout: float = 30.0,
+        deadline: float = 60.0,
         max_attempts: int = 6,
         max_wait: float = 60.0,
         backoff_base: float = 0.5,
@@ -358,7 +362,7 @@ class ShopifyClient:
         self._base = f"{self.shop_url}/admin/api/{api_version}/"
         self._token = access_token.strip()
         self._sleep = sleep
-        self._http = http or httpx.Client(timeout=timeout)
+        self._http = http or http_client(timeout=timeout, deadline=deadline)
         self._owns_http = http is None
         self._bucket: tuple[float, int, float] | None = None  # (used, limit, monotonic time seen)
 

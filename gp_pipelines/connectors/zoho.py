@@ -29,6 +29,8 @@ from typing import Any
 
 import httpx
 
+from gp_pipelines.connectors.http import http_client
+
 DEFAULT_ACCOUNTS_URL = "https://accounts.zoho.com"
 DEFAULT_API_URL = "https://analyticsapi.zoho.com"
 TOKEN_PATH = "/oauth/v2/token"
@@ -185,7 +187,10 @@ class ZohoAnalyticsClient:
 
     `poll_interval_seconds` paces job polling (Zoho suggests about 10 s); `throttle_wait_seconds` is how long a
     6045 is waited out before the call is repeated, at most `throttle_retries` times; 5xx replies and transport
-    errors are retried `server_retries` times with a doubling backoff. `sleep` is injectable for tests.
+    errors are retried `server_retries` times with a doubling backoff. `timeout_seconds` bounds each network
+    operation, `deadline_seconds` each whole HTTP request: long enough for a large export download or a 100 MB
+    batch upload, short enough that a server dribbling its reply cannot hold a run for ever. `sleep` is
+    injectable for tests.
     """
 
     api_url: str
@@ -194,6 +199,7 @@ class ZohoAnalyticsClient:
     workspace_id: str
     credentials: ZohoCredentials = field(repr=False)
     timeout_seconds: float = 120.0
+    deadline_seconds: float = 300.0
     poll_interval_seconds: float = 10.0
     job_timeout_seconds: float = 1800.0
     throttle_wait_seconds: float = 60.0
@@ -209,7 +215,9 @@ class ZohoAnalyticsClient:
         for name in ("org_id", "workspace_id"):
             if not str(getattr(self, name)).strip():
                 raise ValueError(f"ZohoAnalyticsClient: {name} must not be empty")
-        self._http = httpx.Client(timeout=self.timeout_seconds, headers={"User-Agent": "gp-pipelines"})
+        self._http = http_client(
+            timeout=self.timeout_seconds, deadline=self.deadline_seconds, headers={"User-Agent": "gp-pipelines"}
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 

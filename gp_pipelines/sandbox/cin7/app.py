@@ -2,7 +2,9 @@
 
 One catch-all route does its own case-insensitive dispatch, because the real API treats paths and query
 parameter names case-insensitively and answers unknown paths with an HTML page rather than a 404.
-Request order for the API: credentials (403) → rate limiter (throttle) → fault draw → endpoint.
+Request order for the API: credentials (403) → rate limiter (throttle) → fault draw → endpoint. The faults are
+listed in `faults`: most replace the response (throttles, errors, HTML) or delay it (`slow`); `truncated` cuts
+the body in half and `drip` sends it one byte at a time with a gap between bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from . import sales
@@ -59,6 +61,21 @@ def throttle_response(mode: str, limit: int, window: float, retry_after: int) ->
         "x-ratelimit-reset": str(retry_after),
         "Retry-After": f"{retry_after} Seconds",  # the real, non-RFC form: a unit after the number
     })
+
+
+def drip_response(response: Response, gap_seconds: float) -> StreamingResponse:
+    """The same answer, head at once (Content-Length included), body one byte every `gap_seconds`: each read
+    of a client gets a byte well before its read timeout, so only an overall deadline stops waiting."""
+    body = bytes(response.body)
+
+    async def byte_by_byte() -> Any:
+        for index in range(len(body)):
+            if index:
+                await asyncio.sleep(gap_seconds)
+            yield body[index : index + 1]
+
+    # Starlette stops the generator when the client disconnects (it listens for http.disconnect meanwhile).
+    return StreamingResponse(byte_by_byte(), response.status_code, headers=dict(response.headers))
 
 
 class _Call:
@@ -365,7 +382,8 @@ class SandboxApp:
             sandbox.throttled[key] += 1
             return throttle_response(options.throttle_mode, options.rate_limit, options.rate_window_seconds,
                                      decision.retry_after_seconds)
-        fault = sandbox.faults.draw()
+        drawn = sandbox.faults.next_fault()
+        fault = drawn.name if drawn else None
         if fault:
             sandbox.faults_served[fault] += 1
             early = await self._early_fault(fault, store)
@@ -387,6 +405,8 @@ class SandboxApp:
         if fault == "truncated" and response.status_code == 200:
             cut = bytes(response.body)[: len(response.body) // 2]
             response = Response(cut, 200, media_type=response.media_type)
+        if drawn is not None and drawn.name == "drip":
+            response = drip_response(response, drawn.gap_seconds)
         return response
 
     async def _early_fault(self, fault: str, store: InstanceStore) -> Response | None:
@@ -474,8 +494,12 @@ class SandboxApp:
         fault = str(body.get("fault", ""))
         if fault not in FAULT_NAMES:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULT_NAMES)}")
-        self.sandbox.faults.force(fault, int(body.get("count", 1)))
-        return json_response({"forced": fault, "count": int(body.get("count", 1))})
+        gap = body.get("gap")
+        self.sandbox.faults.force(fault, int(body.get("count", 1)), None if gap is None else float(gap))
+        answer: dict[str, Any] = {"forced": fault, "count": int(body.get("count", 1))}
+        if gap is not None:
+            answer["gap"] = float(gap)
+        return json_response(answer)
 
     async def _stats(self, request: Request) -> Response:
         return json_response(self.sandbox.stats())

@@ -1,10 +1,31 @@
-"""Fault injection: a seeded per-request schedule plus a queue of forced faults for deterministic tests."""
+"""Fault injection: a seeded per-request schedule plus a queue of forced faults for deterministic tests.
+
+The faults (at most one per API request, drawn after credentials and the rate limiter):
+
+- `throttle`, `throttle429`, `throttle503`, `throttle400`: a throttle answer in the sandbox's mode, or in the
+  named form (429 with `Retry-After: n Seconds`, 503 plain text, 400 error model), instead of the response;
+- `error500`: a 500 error model; `error503`: a 503 HTML outage page;
+- `slow`: the normal response after `SandboxOptions.slow_seconds`;
+- `truncated`: the first half of a normal 200 body;
+- `error200`: an error model inside HTTP 200; `html200`: an HTML page with status 200;
+- `modify_during_paging`: a list request moves a few matching records' modified stamps to now (as a user
+  editing them while pages are walked would), then answers;
+- `hard_delete`: one draft sale is deleted outright before the request is served;
+- `drip`: the normal response, its head at once and its body one byte at a time with `gap_seconds` between
+  bytes (default `DRIP_GAP_SECONDS`; a forced drip may name its own, `POST /sandbox/faults/next
+  {"fault": "drip", "gap": 0.5}`): a server that never stalls long enough for a read timeout.
+
+Set a schedule with `SandboxOptions.faults` or `POST /sandbox/faults {"spec": "error500=0.05,..."}`; force the
+next request(s) with `POST /sandbox/faults/next {"fault": name, "count": n}`.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from collections import deque
+from dataclasses import dataclass
 
 FAULT_NAMES = (
     "throttle",
@@ -19,7 +40,17 @@ FAULT_NAMES = (
     "html200",
     "modify_during_paging",
     "hard_delete",
+    "drip",
 )
+DRIP_GAP_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One drawn fault; `gap_seconds` is the pause between body bytes of a `drip`."""
+
+    name: str
+    gap_seconds: float = DRIP_GAP_SECONDS
 
 
 def parse_fault_spec(spec: str) -> list[tuple[str, float]]:
@@ -55,7 +86,7 @@ class FaultSchedule:
     def __init__(self, spec: str = "", seed: int = 42) -> None:
         self._seed = seed
         self._lock = threading.Lock()
-        self._forced: deque[str] = deque()
+        self._forced: deque[Fault] = deque()
         self.replace(spec)
 
     def replace(self, spec: str) -> None:
@@ -64,13 +95,22 @@ class FaultSchedule:
             self._schedule = schedule
             self._rng = random.Random(self._seed)
 
-    def force(self, fault: str, count: int = 1) -> None:
+    def force(self, fault: str, count: int = 1, gap_seconds: float | None = None) -> None:
         if fault not in FAULT_NAMES:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULT_NAMES)}")
+        if gap_seconds is None:
+            forced = Fault(fault)
+        elif fault != "drip":
+            raise ValueError(f"a gap applies to the drip fault only, not to {fault!r}")
+        elif not (math.isfinite(gap_seconds) and gap_seconds >= 0):
+            raise ValueError(f"gap must be a number of seconds >= 0, not {gap_seconds!r}")
+        else:
+            forced = Fault(fault, gap_seconds)
         with self._lock:
-            self._forced.extend([fault] * count)
+            self._forced.extend([forced] * count)
 
-    def draw(self) -> str | None:
+    def next_fault(self) -> Fault | None:
+        """The fault for the next request, if any."""
         with self._lock:
             if self._forced:
                 return self._forced.popleft()
@@ -81,8 +121,13 @@ class FaultSchedule:
             for name, probability in self._schedule:
                 cumulative += probability
                 if u < cumulative:
-                    return name
+                    return Fault(name)
             return None
+
+    def draw(self) -> str | None:
+        """The name of the next request's fault, if any."""
+        fault = self.next_fault()
+        return None if fault is None else fault.name
 
     @property
     def spec(self) -> str:
