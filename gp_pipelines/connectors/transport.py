@@ -1,7 +1,7 @@
 """Moving EDI files to and from a partner: one interface, two ways (SFTP, or a watched folder on a shared disk).
 
 The directions are named from our side: `put` writes into the partner's inbox (`outbound_dir`, "in" by default),
-`list_inbound`/`fetch` read what the partner left for us (`inbound_dir`, "out" by default), and
+`list_inbound`/`stat`/`fetch_to`/`fetch` read what the partner left for us (`inbound_dir`, "out" by default), and
 `archive_inbound` moves a file we have stored into a subfolder on the partner's side, so it is not read again
 and nothing is deleted.
 
@@ -9,140 +9,109 @@ Guarantees both implementations keep (the tests run the same cases against both)
 - `put` is atomic for the reader: the bytes go to a hidden temporary name (`.NAME.<random>.part`) that is renamed
   to NAME when complete, so a partner polling the folder never reads half a file. A second `put` of the same
   name replaces the file (a retried send is harmless).
-- `list_inbound` shows regular files only, oldest first (then by name), never temporary or hidden names nor
-  subfolders; a missing inbound folder lists as empty.
+- `list_inbound` shows regular files only, oldest first (then by name), never temporary or hidden names,
+  subfolders or symlinks; a missing inbound folder lists as empty. One entry never breaks the listing: any name
+  a POSIX server can hold is listed (not UTF-8, backslashes, control characters, long names).
+- Names: a file's name is its bytes (`RemoteFile.raw_name`). `RemoteFile.name` is those bytes decoded as UTF-8
+  with `surrogateescape`, so it turns back into exactly the same bytes, and every operation takes that str and
+  works on exactly those bytes. `display_name`/`printable()` show a name in messages and the UI (a byte that is
+  not UTF-8 as `\\xff`, control characters escaped); `name_to_token`/`name_from_token` carry a name through
+  JSON and Dagster run config losslessly. A name we write must be one plain, visible path component; a name we
+  read may hold anything but `/` and NUL.
+- `fetch_to` streams a file into a sink chunk by chunk, hashing on the way (memory: a chunk or two, whatever the
+  file's size), and reports the size and modification time stat'ed when the read started, so a caller can tell
+  a file that changed while it was read; `fetch` is the same for small files, as bytes. An error the sink raises
+  is passed on as it is; a stream is never retried once the sink holds bytes. `stat` is one entry, None when gone.
+  Anything but a regular file (a FIFO, a device) is refused, never opened in a way that could hang.
+- Symlinks: the configured root (or the SFTP login folder) is trusted, everything below it is the partner's.
+  A symlink there (the inbound or outbound folder, an archive subfolder, a file) is never followed: the
+  operation is refused with a non-retryable error naming the link, and nothing is read or written outside the
+  partner's folder. Folders open every level with `O_NOFOLLOW` and work through directory descriptors, so a
+  link swapped in between a check and its use is refused too; SFTP checks with `lstat` (all the protocol offers).
 - `archive_inbound` is idempotent: a file already moved is not an error; if the archive already holds a different
   file of that name (the partner sent the name twice), the new one is kept beside it as NAME.1, NAME.2 ...
-- Every failure is a `TransportError` saying where, what, which file and why, never with a password in it;
-  `retryable` is True for outages (connection refused or lost, timeouts, an unmounted share) and False for what
-  a retry cannot fix (wrong credentials, a host key that does not match, a missing file).
+- Every failure is a `TransportError`, one line saying where, what, which file (printable) and why, never with a
+  password in it; `retryable` is True for outages (connection refused or lost, timeouts, an unmounted share) and
+  False for what a retry cannot fix (wrong credentials, a host key that does not match, a missing file, a symlink).
 
 SFTP uses asyncssh behind a small synchronous facade: each `SftpTransport` runs one event loop in a daemon thread
 and keeps one SSH connection open across calls, reconnecting once when a kept connection turns out to be dead.
-Host keys: with `known_host_key` the server's key is pinned and any other key is refused; without it any key is
-accepted and its fingerprint is logged and kept in `host_key_fingerprint` (fine for the sandbox; production
-configs should pin).
+Paths travel as bytes (`path_encoding=None`), so no name is ever decoded strictly. A call has an overall deadline
+of twice the timeout; a stream instead has the timeout per step, so a transfer that keeps moving is never cut
+and one that stalls is. Host keys: with `known_host_key` the server's key is pinned and any other key is refused;
+without it any key is accepted and its fingerprint is logged and kept in `host_key_fingerprint` (fine for the
+sandbox; production configs should pin).
+
+The types and the interface are in `transport_base`; this module re-exports them (import from here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
-import posixpath
-import secrets
 import socket
 import threading
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from stat import S_ISDIR, S_ISLNK, S_ISREG
+from typing import Any, BinaryIO, TypeVar
 
 import asyncssh
-from asyncssh.constants import FILEXFER_TYPE_REGULAR
+from asyncssh.constants import FILEXFER_TYPE_DIRECTORY, FILEXFER_TYPE_REGULAR, FILEXFER_TYPE_SYMLINK
 
 from gp_pipelines.config import ConfigError, TransportConfig
+from gp_pipelines.connectors.transport_base import (
+    DEFAULT_CHUNK_SIZE,
+    TEMP_SUFFIX,
+    TOKEN_PREFIX,
+    FetchedFile,
+    RemoteFile,
+    Transport,
+    TransportError,
+    _archive_candidates,
+    _check_chunk_size,
+    _decoded,
+    _Digest,
+    _folder_parts,
+    _joined,
+    _modified,
+    _raw,
+    _read_name,
+    _Refused,
+    _SinkFailed,
+    _sorted,
+    _symlink,
+    _temp_name,
+    _write_name,
+    _wrong_kind,
+    is_visible_name,
+    name_from_token,
+    name_to_token,
+    printable,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE", "DEFAULT_TIMEOUT_SECONDS", "TEMP_SUFFIX", "TOKEN_PREFIX", "FetchedFile", "FolderTransport",
+    "RemoteFile", "SftpTransport", "Transport", "TransportError", "is_visible_name", "name_from_token",
+    "name_to_token", "parse_host_key", "printable", "transport_for",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TEMP_SUFFIX = ".part"
 DEFAULT_TIMEOUT_SECONDS = 30.0
-# Names other tools use for files still being written; never offered to the reader.
-_TEMP_SUFFIXES = (TEMP_SUFFIX, ".tmp", ".filepart", ".partial", ".swp")
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """A file waiting in the inbound folder; `modified` is UTC with whole seconds (what SFTP can report)."""
-
-    name: str
-    size: int
-    modified: datetime
-
-
-class TransportError(Exception):
-    """A file operation with a partner failed; `retryable` says whether trying again later can help."""
-
-    def __init__(self, where: str, operation: str, path: str, reason: str, *, retryable: bool) -> None:
-        self.where = where
-        self.operation = operation
-        self.path = path
-        self.reason = reason
-        self.retryable = retryable
-        target = f" {path!r}" if path else ""
-        kind = "retryable" if retryable else "not retryable"
-        super().__init__(f"{where}: {operation}{target} failed ({kind}): {reason}")
-
-
-def is_visible_name(name: str) -> bool:
-    """Whether a file name in a partner folder is a finished file for the other side to read."""
-    return bool(name) and not name.startswith(".") and not name.lower().endswith(_TEMP_SUFFIXES)
-
-
-def _check_name(name: str) -> str:
-    # A name is one path component: the partner decides nothing about where we write or read.
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name or name.startswith("."):
-        raise ValueError(f"not a plain file name: {name!r}")
-    return name
-
-
-def _temp_name(name: str) -> str:
-    return f".{name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
-
-
-def _modified(timestamp: float | int | None) -> datetime:
-    return datetime.fromtimestamp(int(timestamp or 0), UTC)
-
-
-def _sorted(files: list[RemoteFile]) -> list[RemoteFile]:
-    return sorted(files, key=lambda file: (file.modified, file.name))
-
-
-def _archive_candidates(name: str) -> list[str]:
-    """Archive names tried in order: NAME, then NAME.1, NAME.2 ... (bounded: a runaway loop is a bug)."""
-    return [name] + [f"{name}.{n}" for n in range(1, 1000)]
-
-
-class Transport(ABC):
-    """File exchange with one partner; see the module docstring for the guarantees."""
-
-    where: str
-
-    @abstractmethod
-    def put(self, name: str, data: bytes) -> None:
-        """Deliver `data` as `name` in the partner's inbox, atomically for the reader."""
-
-    @abstractmethod
-    def list_inbound(self) -> list[RemoteFile]:
-        """Finished files the partner left for us, oldest first."""
-
-    @abstractmethod
-    def fetch(self, name: str) -> bytes:
-        """The content of one inbound file."""
-
-    @abstractmethod
-    def archive_inbound(self, name: str, folder: str = "processed") -> None:
-        """Move an inbound file we have stored into `folder` under the inbound folder (idempotent)."""
-
-    def close(self) -> None:  # noqa: B027 - folders hold nothing open; connections override this
-        """Release connections; the transport may be used again afterwards (it reconnects)."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------- watched folder
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO the partner named like a file must not hang the read (it is refused once open).
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class FolderTransport(Transport):
@@ -154,87 +123,196 @@ class FolderTransport(Transport):
         self.root = Path(root)
         self.outbound = self.root / outbound_dir
         self.inbound = self.root / inbound_dir
+        self._outbound_parts = _folder_parts(outbound_dir)
+        self._inbound_parts = _folder_parts(inbound_dir)
         self.where = where or f"folder {self.root}"
 
     def __repr__(self) -> str:
         return f"FolderTransport({str(self.root)!r}, outbound={self.outbound.name!r}, inbound={self.inbound.name!r})"
 
-    def _fail(self, operation: str, path: str, exc: OSError) -> TransportError:
-        # A root that has gone away is an unmounted or unreachable share: an outage, not a bad file.
-        outage = not self.root.is_dir()
-        reason = f"shared folder {self.root} is not reachable" if outage else (exc.strerror or str(exc))
-        return TransportError(self.where, operation, path, reason, retryable=outage)
+    def _path(self, *parts: bytes) -> str:
+        return printable(_joined(os.fsencode(self.root), *parts))
+
+    @contextlib.contextmanager
+    def _errors(self, operation: str, path: str) -> Iterator[None]:
+        try:
+            yield
+        except _Refused as exc:
+            raise TransportError(self.where, operation, path, exc.reason, retryable=False) from None
+        except _SinkFailed as exc:
+            raise exc.error from None
+        except OSError as exc:
+            # A root that has gone away is an unmounted or unreachable share: an outage, not a bad file.
+            outage = not self.root.is_dir()
+            reason = f"shared folder {self.root} is not reachable" if outage else (exc.strerror or str(exc))
+            raise TransportError(self.where, operation, path, reason, retryable=outage) from None
+
+    def _folder(self, stack: contextlib.ExitStack, parts: tuple[bytes, ...], *, create: bool = False,
+                base: int | None = None, base_parts: tuple[bytes, ...] = ()) -> int | None:
+        """A descriptor of the folder `parts` below `base` (default: the root), opened one level at a time
+        without following a symlink; None when it does not exist and `create` is False."""
+        if base is None:
+            # The root is the operator's (a mount may well be a symlink): the one place a link is followed.
+            base = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            stack.callback(os.close, base)
+        for depth, part in enumerate(parts, 1):
+            label = _joined(*base_parts, *parts[:depth])
+            for attempt in (1, 2):
+                try:
+                    opened = os.open(part, _DIR_FLAGS, dir_fd=base)
+                    break
+                except FileNotFoundError:
+                    if not create or attempt == 2:
+                        return None
+                    with contextlib.suppress(FileExistsError):  # created meanwhile by another run
+                        os.mkdir(part, dir_fd=base)
+                except OSError:
+                    _refuse_link(base, part, label, "a folder")
+                    raise
+            stack.callback(os.close, opened)
+            base = opened
+        return base
+
+    def _inbound_folder(self, stack: contextlib.ExitStack) -> int:
+        found = self._folder(stack, self._inbound_parts)
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file or folder")
+        return found
 
     def put(self, name: str, data: bytes) -> None:
-        _check_name(name)
-        target = self.outbound / name
-        temp = self.outbound / _temp_name(name)
-        try:
-            if not self.root.is_dir():
-                raise FileNotFoundError(str(self.root))
-            self.outbound.mkdir(parents=True, exist_ok=True)
-            with open(temp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise self._fail("put", str(target), exc) from None
+        raw = _write_name(name)
+        temp = _temp_name(raw)
+        with self._errors("put", self._path(*self._outbound_parts, raw)), contextlib.ExitStack() as stack:
+            folder = self._folder(stack, self._outbound_parts, create=True)
+            assert folder is not None  # created when missing
+            _refuse_link(folder, raw, _joined(*self._outbound_parts, raw))  # replacing a link is not ours to do
+            fd = os.open(temp, _WRITE_FLAGS, 0o666, dir_fd=folder)
+            try:
+                with open(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, raw, src_dir_fd=folder, dst_dir_fd=folder)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=folder)
+                raise
 
     def list_inbound(self) -> list[RemoteFile]:
-        try:
-            if not self.root.is_dir():
-                raise FileNotFoundError(str(self.root))
-            if not self.inbound.is_dir():
+        files = []
+        with self._errors("list", self._path(*self._inbound_parts)), contextlib.ExitStack() as stack:
+            folder = self._folder(stack, self._inbound_parts)
+            if folder is None:
                 return []
-            files = []
-            with os.scandir(self.inbound) as entries:
+            with os.scandir(folder) as entries:
                 for entry in entries:
-                    if is_visible_name(entry.name) and entry.is_file(follow_symlinks=False):
+                    raw = os.fsencode(entry.name)  # the exact bytes, whatever the locale decoded them as
+                    if not is_visible_name(_decoded(raw)):
+                        continue
+                    try:
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
                         stat = entry.stat(follow_symlinks=False)
-                        files.append(RemoteFile(entry.name, stat.st_size, _modified(stat.st_mtime)))
-        except OSError as exc:
-            raise self._fail("list", str(self.inbound), exc) from None
+                    except OSError:
+                        continue  # gone between reading the folder and the stat: not in this listing
+                    files.append(RemoteFile.from_raw(raw, stat.st_size, _modified(stat.st_mtime)))
         return _sorted(files)
 
-    def fetch(self, name: str) -> bytes:
-        path = self.inbound / _check_name(name)
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise self._fail("fetch", str(path), exc) from None
+    def stat(self, name: str) -> RemoteFile | None:
+        raw = _read_name(name)
+        label = _joined(*self._inbound_parts, raw)
+        with self._errors("stat", self._path(label)), contextlib.ExitStack() as stack:
+            folder = self._folder(stack, self._inbound_parts)
+            if folder is None or (found := _lstat(folder, raw)) is None:
+                return None
+            if not S_ISREG(found.st_mode):
+                _refuse_link(folder, raw, label)
+                raise _wrong_kind(label)
+            return RemoteFile.from_raw(raw, found.st_size, _modified(found.st_mtime))
+
+    def fetch_to(self, name: str, sink: BinaryIO, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> FetchedFile:
+        raw = _read_name(name)
+        _check_chunk_size(chunk_size)
+        label = _joined(*self._inbound_parts, raw)
+        with self._errors("fetch", self._path(label)), contextlib.ExitStack() as stack:
+            folder = self._inbound_folder(stack)
+            try:
+                fd = os.open(raw, _READ_FLAGS, dir_fd=folder)
+            except OSError:
+                _refuse_link(folder, raw, label)
+                raise
+            with open(fd, "rb", buffering=0) as handle:
+                opened = os.fstat(fd)
+                if not S_ISREG(opened.st_mode):
+                    raise _wrong_kind(label)
+                os.set_blocking(fd, True)
+                digest = _Digest(sink)
+                while chunk := handle.read(chunk_size):
+                    digest.add(chunk)
+            return digest.result(name, opened.st_mtime, opened.st_size)
 
     def archive_inbound(self, name: str, folder: str = "processed") -> None:
-        source = self.inbound / _check_name(name)
-        archive = self.inbound / _check_name(folder)
-        try:
-            if not source.exists():
-                if (archive / name).is_file():
+        raw = _read_name(name)
+        archive_raw = _write_name(folder)
+        label = _joined(*self._inbound_parts, raw)
+        archive_parts = (*self._inbound_parts, archive_raw)
+        with self._errors("archive", self._path(label)), contextlib.ExitStack() as stack:
+            inbound = self._inbound_folder(stack)
+            source = _lstat(inbound, raw)
+            if source is None:
+                archive = self._folder(stack, (archive_raw,), base=inbound, base_parts=self._inbound_parts)
+                moved = None if archive is None else _lstat(archive, raw)
+                if moved is not None and S_ISREG(moved.st_mode):
                     return  # moved by an earlier call
-                raise FileNotFoundError(2, "no such file in the inbound folder or its archive")
-            archive.mkdir(exist_ok=True)
-            for candidate in _archive_candidates(name):
-                target = archive / candidate
-                if not target.exists():
-                    _move_without_overwrite(source, target)
+                raise FileNotFoundError(errno.ENOENT, "no such file in the inbound folder or its archive")
+            if not S_ISREG(source.st_mode):
+                _refuse_link(inbound, raw, label)
+                raise _wrong_kind(label)
+            archive = self._folder(stack, (archive_raw,), create=True, base=inbound, base_parts=self._inbound_parts)
+            assert archive is not None  # created when missing
+            for candidate in _archive_candidates(raw):
+                if _lstat(archive, candidate) is not None:
+                    continue
+                try:
+                    _move_without_overwrite(inbound, raw, archive, candidate)
                     return
-            raise FileExistsError(17, f"too many files named {name} in {archive}")
-        except OSError as exc:
-            raise self._fail("archive", str(source), exc) from None
+                except FileExistsError:
+                    continue  # another archiver took this name meanwhile
+            where = printable(_joined(*archive_parts))
+            raise FileExistsError(errno.EEXIST, f"too many files named {printable(raw)} in {where}")
 
 
-def _move_without_overwrite(source: Path, target: Path) -> None:
+def _lstat(folder: int, raw: bytes) -> os.stat_result | None:
+    try:
+        return os.lstat(raw, dir_fd=folder)
+    except FileNotFoundError:
+        return None
+
+
+def _refuse_link(folder: int, raw: bytes, label: bytes, kind: str = "a regular file") -> None:
+    """Raise the refusal if `raw` in `folder` is a symlink (what O_NOFOLLOW met), or not a folder when `kind`
+    asks for one; return when neither (the caller goes on, or raises the OS error it had)."""
+    found = _lstat(folder, raw)
+    if found is not None and S_ISLNK(found.st_mode):
+        target = None
+        with contextlib.suppress(OSError):
+            target = os.readlink(raw, dir_fd=folder)
+        raise _symlink(label, target)
+    if found is not None and kind == "a folder" and not S_ISDIR(found.st_mode):
+        raise _wrong_kind(label, kind)
+
+
+def _move_without_overwrite(source_folder: int, source: bytes, target_folder: int, target: bytes) -> None:
     # A hard link fails if the target appeared meanwhile, so a concurrent archiver never overwrites a file;
     # shares that cannot link (SMB, FAT) fall back to a plain rename after the existence check.
     try:
-        os.link(source, target)
+        os.link(source, target, src_dir_fd=source_folder, dst_dir_fd=target_folder, follow_symlinks=False)
     except FileExistsError:
         raise
     except OSError:
-        os.rename(source, target)
+        os.rename(source, target, src_dir_fd=source_folder, dst_dir_fd=target_folder)
         return
-    source.unlink()
+    os.unlink(source, dir_fd=source_folder)
 
 
 # ---------------------------------------------------------------- SFTP
@@ -261,7 +339,7 @@ class _LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self.thread.start()
 
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None) -> T:
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
             return future.result(timeout)
@@ -275,6 +353,28 @@ class _LoopThread:
         self.thread.join(timeout=5)
         if not self.thread.is_alive():
             self.loop.close()
+
+
+_Action = Callable[[asyncssh.SFTPClient], Coroutine[Any, Any, T]]
+
+
+async def _lstat_remote(sftp: asyncssh.SFTPClient, path: bytes) -> asyncssh.SFTPAttrs | None:
+    try:
+        return await sftp.lstat(path)
+    except asyncssh.SFTPNoSuchFile:
+        return None
+
+
+async def _refuse_remote(sftp: asyncssh.SFTPClient, path: bytes, attrs: asyncssh.SFTPAttrs, kind: str) -> None:
+    """Raise the refusal unless `attrs` (an lstat) is a folder or a regular file as `kind` asks."""
+    wanted = FILEXFER_TYPE_DIRECTORY if kind == "a folder" else FILEXFER_TYPE_REGULAR
+    if attrs.type == FILEXFER_TYPE_SYMLINK:
+        target = None
+        with contextlib.suppress(asyncssh.SFTPError):
+            target = await sftp.readlink(path)
+        raise _symlink(path, target)
+    if attrs.type != wanted:
+        raise _wrong_kind(path, kind)
 
 
 class SftpTransport(Transport):
@@ -298,8 +398,10 @@ class SftpTransport(Transport):
         self.username = username
         self._password = password  # never in repr, messages or logs
         self._pinned_key = parse_host_key(known_host_key) if known_host_key else None
-        self.outbound_dir = outbound_dir.strip("/") or "."
-        self.inbound_dir = inbound_dir.strip("/") or "."
+        self._outbound_parts = _folder_parts(outbound_dir)
+        self._inbound_parts = _folder_parts(inbound_dir)
+        self.outbound_dir = _decoded(_joined(*self._outbound_parts))
+        self.inbound_dir = _decoded(_joined(*self._inbound_parts))
         self.timeout = timeout
         self.where = where or f"sftp {username}@{host}:{port}"
         self.host_key_fingerprint: str | None = None
@@ -312,27 +414,37 @@ class SftpTransport(Transport):
         return f"SftpTransport({self.where!r}, pinned={self._pinned_key is not None})"
 
     # -- the synchronous facade ----------------------------------------------------------------------------
-    def _run(self, operation: str, path: str, action: Callable[[asyncssh.SFTPClient], Coroutine[Any, Any, T]]) -> T:
+    def _run(self, operation: str, path: bytes, action: _Action[T], *, stream: bool = False,
+             can_retry: Callable[[], bool] = lambda: True) -> T:
+        """Run `action` with a connected client. A stream has the timeout per step (inside `action`) instead
+        of an overall deadline; `can_retry` says whether a second try would repeat nothing the caller saw."""
         with self._lock:
             if self._loop is None:
                 self._loop = _LoopThread(f"sftp-{self.host}:{self.port}")
+            deadline = None if stream else self.timeout * 2 + 5
             reused = self._sftp is not None
             try:
-                return self._loop.run(self._call(action), self.timeout * 2 + 5)
+                return self._loop.run(self._call(action, stream), deadline)
+            except _SinkFailed as exc:
+                raise exc.error from None
             except Exception as exc:
                 error = self._translate(operation, path, exc)
-                if not (error.retryable and reused):
+                if not (error.retryable and reused and can_retry()):
                     raise error from None
             # The kept connection died (server restarted, idle cut): one fresh connection, one more try.
             try:
-                return self._loop.run(self._call(action), self.timeout * 2 + 5)
+                return self._loop.run(self._call(action, stream), deadline)
+            except _SinkFailed as exc:
+                raise exc.error from None
             except Exception as exc:
                 raise self._translate(operation, path, exc) from None
 
-    async def _call(self, action: Callable[[asyncssh.SFTPClient], Coroutine[Any, Any, T]]) -> T:
+    async def _call(self, action: _Action[T], stream: bool) -> T:
         try:
             sftp = await asyncio.wait_for(self._client(), self.timeout)
-            return await asyncio.wait_for(action(sftp), self.timeout)
+            return await (action(sftp) if stream else asyncio.wait_for(action(sftp), self.timeout))
+        except (_Refused, _SinkFailed):
+            raise  # the connection is fine
         except asyncssh.SFTPError as exc:
             # A refused file operation leaves the connection usable; only a lost one is dropped.
             if isinstance(exc, asyncssh.SFTPConnectionLost | asyncssh.SFTPNoConnection):
@@ -341,6 +453,9 @@ class SftpTransport(Transport):
         except BaseException:
             await self._drop_connection()
             raise
+
+    def _step(self, awaitable: Awaitable[T]) -> Awaitable[T]:
+        return asyncio.wait_for(awaitable, self.timeout)
 
     async def _client(self) -> asyncssh.SFTPClient:
         if self._sftp is not None:
@@ -360,7 +475,8 @@ class SftpTransport(Transport):
             login_timeout=self.timeout,
         )
         try:
-            sftp = await connection.start_sftp_client()
+            # Paths as bytes both ways: a name that is not UTF-8 is listed and opened like any other.
+            sftp = await connection.start_sftp_client(path_encoding=None)
         except BaseException:
             connection.close()
             raise
@@ -383,10 +499,12 @@ class SftpTransport(Transport):
             with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
                 await asyncio.wait_for(connection.wait_closed(), 2)
 
-    def _translate(self, operation: str, path: str, exc: BaseException) -> TransportError:
+    def _translate(self, operation: str, path: bytes, exc: BaseException) -> TransportError:
         address = f"{self.host}:{self.port}"
         retryable = True
         match exc:
+            case _Refused():
+                reason, retryable = exc.reason, False
             case asyncssh.PermissionDenied():
                 reason, retryable = f"authentication failed for user {self.username!r}", False
             case asyncssh.HostKeyNotVerifiable():
@@ -413,7 +531,7 @@ class SftpTransport(Transport):
                 reason, retryable = f"{type(exc).__name__}: {exc}", False
         if self._password and self._password in reason:
             reason = reason.replace(self._password, "***")  # belt and braces: no message carries the secret
-        return TransportError(self.where, operation, path, reason, retryable=retryable)
+        return TransportError(self.where, operation, printable(path), reason, retryable=retryable)
 
     def close(self) -> None:
         with self._lock:
@@ -427,30 +545,49 @@ class SftpTransport(Transport):
             loop.stop()
 
     # -- operations ----------------------------------------------------------------------------------------
-    def _outbound(self, name: str) -> str:
-        return posixpath.join(self.outbound_dir, name)
+    async def _folder(self, sftp: asyncssh.SFTPClient, parts: tuple[bytes, ...], *, create: bool = False) -> bool:
+        """Whether the folder `parts` exists, checked level by level with lstat (a symlink is refused)."""
+        for depth in range(1, len(parts) + 1):
+            path = _joined(*parts[:depth])
+            attrs = await _lstat_remote(sftp, path)
+            if attrs is None:
+                if not create:
+                    return False
+                with contextlib.suppress(asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
+                    await sftp.mkdir(path)  # an error here is "created meanwhile", checked just below
+                if (attrs := await _lstat_remote(sftp, path)) is None:
+                    raise asyncssh.SFTPNoSuchFile(f"could not create {printable(path)}")
+            await _refuse_remote(sftp, path, attrs, "a folder")
+        return True
 
-    def _inbound(self, name: str) -> str:
-        return posixpath.join(self.inbound_dir, name)
+    async def _inbound_file(self, sftp: asyncssh.SFTPClient, raw: bytes) -> asyncssh.SFTPAttrs | None:
+        """The lstat of an inbound file, None when it (or the inbound folder) is missing; refuses a symlink."""
+        if not await self._folder(sftp, self._inbound_parts):
+            return None
+        path = _joined(*self._inbound_parts, raw)
+        attrs = await _lstat_remote(sftp, path)
+        if attrs is not None:
+            await _refuse_remote(sftp, path, attrs, "a regular file")
+        return attrs
 
     def put(self, name: str, data: bytes) -> None:
-        target = self._outbound(_check_name(name))
-        temp = self._outbound(_temp_name(name))
+        raw = _write_name(name)
+        target = _joined(*self._outbound_parts, raw)
+        temp = _joined(*self._outbound_parts, _temp_name(raw))
 
         async def upload(sftp: asyncssh.SFTPClient) -> None:
+            await self._folder(sftp, self._outbound_parts, create=True)  # the partner's inbox, first use
+            existing = await _lstat_remote(sftp, target)
+            if existing is not None and existing.type == FILEXFER_TYPE_SYMLINK:
+                await _refuse_remote(sftp, target, existing, "a regular file")
             try:
-                try:
-                    handle = await sftp.open(temp, "wb")
-                except asyncssh.SFTPNoSuchFile:
-                    await sftp.makedirs(self.outbound_dir, exist_ok=True)  # the partner's inbox, first use
-                    handle = await sftp.open(temp, "wb")
-                async with handle:
+                async with sftp.open(temp, "xb") as handle:
                     await handle.write(data)
                 try:
                     await sftp.posix_rename(temp, target)
                 except asyncssh.SFTPOpUnsupported:
                     # Servers without the POSIX rename extension refuse to rename over an existing file.
-                    if await sftp.exists(target):
+                    if await _lstat_remote(sftp, target) is not None:
                         await sftp.remove(target)
                     await sftp.rename(temp, target)
             except asyncssh.SFTPError:
@@ -462,49 +599,73 @@ class SftpTransport(Transport):
 
     def list_inbound(self) -> list[RemoteFile]:
         async def listing(sftp: asyncssh.SFTPClient) -> list[RemoteFile]:
-            try:
-                entries = await sftp.readdir(self.inbound_dir)
-            except asyncssh.SFTPNoSuchFile:
+            if not await self._folder(sftp, self._inbound_parts):
                 return []
             files = []
-            for entry in entries:
-                name = entry.filename if isinstance(entry.filename, str) else entry.filename.decode()
-                if is_visible_name(name) and entry.attrs.type == FILEXFER_TYPE_REGULAR:
-                    files.append(RemoteFile(name, entry.attrs.size or 0, _modified(entry.attrs.mtime)))
+            for entry in await sftp.readdir(_joined(*self._inbound_parts)):
+                raw = entry.filename if isinstance(entry.filename, bytes) else _raw(entry.filename)
+                # The server lstats entries: a symlink is its own type, never REGULAR.
+                if is_visible_name(_decoded(raw)) and entry.attrs.type == FILEXFER_TYPE_REGULAR:
+                    files.append(RemoteFile.from_raw(raw, entry.attrs.size or 0, _modified(entry.attrs.mtime)))
             return files
 
-        return _sorted(self._run("list", self.inbound_dir, listing))
+        return _sorted(self._run("list", _joined(*self._inbound_parts), listing))
 
-    def fetch(self, name: str) -> bytes:
-        path = self._inbound(_check_name(name))
+    def stat(self, name: str) -> RemoteFile | None:
+        raw = _read_name(name)
 
-        async def download(sftp: asyncssh.SFTPClient) -> bytes:
-            async with sftp.open(path, "rb") as handle:
-                return await handle.read()
+        async def look(sftp: asyncssh.SFTPClient) -> RemoteFile | None:
+            attrs = await self._inbound_file(sftp, raw)
+            return None if attrs is None else RemoteFile.from_raw(raw, attrs.size or 0, _modified(attrs.mtime))
 
-        return self._run("fetch", path, download)
+        return self._run("stat", _joined(*self._inbound_parts, raw), look)
+
+    def fetch_to(self, name: str, sink: BinaryIO, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> FetchedFile:
+        raw = _read_name(name)
+        _check_chunk_size(chunk_size)
+        path = _joined(*self._inbound_parts, raw)
+        digest = _Digest(sink)  # written from the event loop's thread while the caller waits for the result
+
+        async def download(sftp: asyncssh.SFTPClient) -> FetchedFile:
+            if await self._step(self._inbound_file(sftp, raw)) is None:
+                raise asyncssh.SFTPNoSuchFile("no such file or folder")
+            async with await self._step(sftp.open(path, "rb")) as handle:
+                # What was opened, stat'ed through the handle: the lstat above cannot see a swap in between.
+                opened = await self._step(handle.stat())
+                if opened.type != FILEXFER_TYPE_REGULAR:
+                    raise _wrong_kind(path)
+                while chunk := await self._step(handle.read(chunk_size, digest.size)):
+                    digest.add(chunk)
+            return digest.result(name, opened.mtime, opened.size or 0)
+
+        # Once the sink holds bytes a second try would write them twice: the caller retries the whole file.
+        return self._run("fetch", path, download, stream=True, can_retry=lambda: digest.size == 0)
 
     def archive_inbound(self, name: str, folder: str = "processed") -> None:
-        source = self._inbound(_check_name(name))
-        archive = self._inbound(_check_name(folder))
+        raw = _read_name(name)
+        archive_parts = (*self._inbound_parts, _write_name(folder))
+        source = _joined(*self._inbound_parts, raw)
 
         async def move(sftp: asyncssh.SFTPClient) -> None:
-            if not await sftp.isfile(source):
-                if await sftp.isfile(posixpath.join(archive, name)):
-                    return  # moved by an earlier call
+            if await self._inbound_file(sftp, raw) is None:
+                if await self._folder(sftp, archive_parts):
+                    moved = await _lstat_remote(sftp, _joined(*archive_parts, raw))
+                    if moved is not None and moved.type == FILEXFER_TYPE_REGULAR:
+                        return  # moved by an earlier call
                 raise asyncssh.SFTPNoSuchFile("no such file in the inbound folder or its archive")
-            if not await sftp.isdir(archive):
-                with contextlib.suppress(asyncssh.SFTPFailure):  # created meanwhile by another archiver
-                    await sftp.mkdir(archive)
-            for candidate in _archive_candidates(name):
+            await self._folder(sftp, archive_parts, create=True)
+            for candidate in _archive_candidates(raw):
+                target = _joined(*archive_parts, candidate)
+                if await _lstat_remote(sftp, target) is not None:
+                    continue
                 # Plain SFTP rename never overwrites, so an archived file of the same name is never lost.
                 try:
-                    await sftp.rename(source, posixpath.join(archive, candidate))
+                    await sftp.rename(source, target)
                     return
-                except asyncssh.SFTPFailure:
-                    if not await sftp.exists(posixpath.join(archive, candidate)):
+                except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
+                    if await _lstat_remote(sftp, target) is None:
                         raise
-            raise asyncssh.SFTPFailure(f"too many files named {name} in {archive}")
+            raise asyncssh.SFTPFailure(f"too many files named {printable(raw)} in {printable(_joined(*archive_parts))}")
 
         self._run("archive", source, move)
 
@@ -517,6 +678,11 @@ def transport_for(
 ) -> Transport:
     """The transport a partner's config describes; secrets come from the environment variables it names."""
     label = f"partner {partner!r}" if partner else "partner"
+    for field_name in ("outbound_dir", "inbound_dir"):
+        try:
+            _folder_parts(getattr(config, field_name))
+        except ValueError as exc:
+            raise ConfigError(f"{label} transport.{field_name}: {exc}") from None
     if config.kind == "folder":
         return FolderTransport(
             config.root or "", config.outbound_dir, config.inbound_dir, where=f"{label} folder {config.root}"

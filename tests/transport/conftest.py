@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,32 @@ def transport(request: pytest.FixtureRequest, root: Path) -> Iterator[Transport]
     server = request.getfixturevalue("sftp_server")
     with sftp_transport(server) as sftp:
         yield sftp
+
+
+@pytest.fixture(params=["folder", "sftp"])
+def make_transport(request: pytest.FixtureRequest, root: Path) -> Iterator[Callable[..., Transport]]:
+    """Like `transport`, with other folders: `make_transport(inbound_dir="edi/out")`."""
+    made: list[Transport] = []
+
+    def make(**folders: str) -> Transport:
+        if request.param == "folder":
+            made.append(FolderTransport(root, **folders))
+        else:
+            made.append(sftp_transport(request.getfixturevalue("sftp_server"), **folders))
+        return made[-1]
+
+    yield make
+    for transport in made:
+        transport.close()
+
+
+def partner_writes(root: Path, name: str | bytes, data: bytes, mtime: int | None = None) -> bytes:
+    """What the partner does on its side: drop a file into our inbound folder ("out"); any bytes make a name."""
+    folder = os.fsencode(root / "out")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, os.fsencode(name))
+    with open(path, "wb") as handle:
+        handle.write(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path

@@ -266,3 +266,11 @@ def test_transport_for_rejects_a_host_key_that_is_not_one() -> None:
     config = TransportConfig(kind="sftp", host="127.0.0.1", username_env="ACME_SFTP_USER", known_host_key="not-a-key")
     with pytest.raises(ConfigError, match=r"transport\.known_host_key"):
         transport_for(config, {"ACME_SFTP_USER": USERNAME}, partner="acme_3pl")
+
+
+def test_transport_for_refuses_a_folder_that_climbs_out_of_the_partner_folder(root: Path) -> None:
+    sftp = {"host": "127.0.0.1", "username_env": "ACME_SFTP_USER"}
+    for kind, extra in (("folder", {"root": str(root)}), ("sftp", sftp)):
+        config = TransportConfig(kind=kind, inbound_dir="../other_partner/out", **extra)
+        with pytest.raises(ConfigError, match=r"transport\.inbound_dir"):
+            transport_for(config, {"ACME_SFTP_USER": USERNAME}, partner="acme_3pl")
