@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import edi_bench, routing_bench, sandbox_bench, sync_bench, warehouse_bench
+from bench import automation_bench, edi_bench, routing_bench, sandbox_bench, sync_bench, warehouse_bench
 
 BENCHMARKS = {
     "sandbox": sandbox_bench.main,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "sync": sync_bench.main,
     "warehouse": warehouse_bench.main,
     "routing": routing_bench.main,
+    "automation": automation_bench.main,
 }
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from gp_pipelines import database
@@ -42,8 +43,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     url = _platform_database_url()
     os.environ.setdefault(DAGSTER_STORAGE_ENV, database.dagster_storage_url())
     home = args.dagster_home or os.environ.get("DAGSTER_HOME") or str(database.project_home() / "dagster_home")
+    waiting_after = timedelta(minutes=config.automation.notify_waiting_after_minutes)
     with psycopg.connect(url, autocommit=True) as conn:
-        report = collect_status(conn, config.instance_keys, check_results=lambda: dagster_check_results(home))
+        report = collect_status(conn, config.instance_keys, check_results=lambda: dagster_check_results(home),
+                                waiting_after=waiting_after)
     print(json.dumps(report.as_dict(), default=str, indent=2) if args.json else format_status(report))
     return 0 if report.healthy else 1
 
@@ -57,34 +60,6 @@ def _platform_database_url() -> str:
     if not os.environ.get(CONFIG_ENV) and not os.environ.get(database.DATABASE_URL_ENV):
         return database.ensure_database(database.ensure_embedded_server().url(), SANDBOX_DATABASE)
     return database.database_url()
-
-
-def _cmd_outbox(args: argparse.Namespace) -> int:
-    """List what needs attention, or requeue given-up / failed actions once their cause is fixed."""
-    import psycopg
-
-    from gp_pipelines.automation import outbox
-    from gp_pipelines.automation.orders import ensure_order_tables
-
-    with psycopg.connect(_platform_database_url(), autocommit=True) as conn:
-        ensure_order_tables(conn)
-        if args.outbox_command == "list":
-            print(", ".join(f"{state} {count}" for state, count in outbox.backlog(conn).items()))
-            for row in outbox.attention(conn):
-                print(f"{row['reason']:<14} {row['key']}  attempts {row['attempts']}  {(row['last_error'] or '')[:80]}")
-            return 0
-        keys = list(args.keys)
-        if args.all_given_up:
-            keys += [row[0] for row in conn.execute(
-                "SELECT key FROM automation.outbox WHERE state = 'given_up' ORDER BY id").fetchall()]
-        if not keys:
-            print("nothing to requeue: name keys or pass --all-given-up", file=sys.stderr)
-            return 1
-        for key in keys:
-            item = outbox.requeue(conn, key, actor=f"cli:{os.environ.get('USER', '?')}")
-            print(f"{item.key}: {item.state}")
-    print("requeued items run at the next outbox_retry (sensor) or when you materialise automation/outbox")
-    return 0
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -349,14 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--dagster-home", default=None, help="Dagster instance folder (default: $DAGSTER_HOME)")
     status.set_defaults(func=_cmd_status)
 
-    outbox = commands.add_parser("outbox", help="the automation's outside actions: list what needs attention, "
-                                 "requeue given-up ones")
-    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True)
-    outbox_commands.add_parser("list", help="backlog per state, then every stuck or given-up action")
-    requeue = outbox_commands.add_parser("requeue", help="try given-up or failed actions again now")
-    requeue.add_argument("keys", nargs="*", help="outbox keys (from `outbox list`)")
-    requeue.add_argument("--all-given-up", action="store_true", help="every given-up action")
-    outbox.set_defaults(func=_cmd_outbox)
+    from gp_pipelines.automation.cli import register as register_automation
+
+    register_automation(commands, _platform_database_url)
 
     sandbox = commands.add_parser("sandbox", help="local stand-ins for the outside systems")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)

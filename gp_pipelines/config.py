@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ CIN7_CALLS_PER_MINUTE = 60
 DEFAULT_SANDBOX_PORT = 8765
 DEFAULT_SANDBOX_SEED = 42
 CIN7_PRODUCTION_URL = "https://inventory.dearsystems.com/ExternalApi/v2/"
+INBOUND_READY_RULES = ("stable", "on_arrival")
 
 _INSTANCE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -281,12 +283,29 @@ class TransportConfig(_Strict):
     outbound_dir: str = Field(default="in", description="Where we put files for the partner")
     inbound_dir: str = Field(default="out", description="Where the partner puts files for us")
     root: str | None = Field(default=None, description="Folder transport: the shared root folder")
+    inbound_ready: str = Field(
+        default="stable",
+        description="When a partner's file counts as complete: 'stable' (its size and modification time unchanged "
+        "across two listings) or 'on_arrival' (the partner uploads under a temporary name and renames when done)",
+    )
+    inbound_settle_minutes: float = Field(
+        default=10, ge=0,
+        description="An X12 file that stops before its IEA and changed less than this long ago is taken for one "
+        "still being uploaded and read again later; after it, it is quarantined as cut short",
+    )
 
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
         if value not in ("sftp", "folder"):
             raise ValueError("must be 'sftp' or 'folder'")
+        return value
+
+    @field_validator("inbound_ready")
+    @classmethod
+    def _inbound_ready(cls, value: str) -> str:
+        if value not in INBOUND_READY_RULES:
+            raise ValueError(f"must be one of {', '.join(INBOUND_READY_RULES)}")
         return value
 
     @field_validator("username_env", "password_env")
@@ -531,7 +550,26 @@ class AutomationConfig(_Strict):
     retry_base_seconds: float = Field(default=30.0, gt=0, description="First outbox retry delay; doubles each time")
     retry_max_seconds: float = Field(default=1800.0, gt=0)
     give_up_after_minutes: float = Field(default=24 * 60, gt=0, description="Outbox items older than this give up")
+    route_orders_since: datetime | None = Field(
+        default=None,
+        description="The start line: sales ordered before this day are not routed unless an operator asks "
+        "(`gp-pipelines orders route --since`). Default: the moment the automation first ran (stored)",
+    )
+    notify_waiting_after_minutes: float = Field(
+        default=24 * 60, gt=0, description="Notify once when a sale has waited for stock (or a person) this long"
+    )
+    run_lease_minutes: float = Field(
+        default=20, gt=0,
+        description="How long a routing or partner-file run is trusted with its item; after it, the item is offered "
+        "again (keep it above the jobs' dagster/max_runtime)",
+    )
     inbox_archive_dir: str | None = Field(default=None, description="Where processed partner files are kept")
+
+    @field_validator("route_orders_since")
+    @classmethod
+    def _aware_start_line(cls, value: datetime | None) -> datetime | None:
+        # A date or time without a zone is read as UTC, like every other time in the platform.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class PlatformConfig(_Strict):

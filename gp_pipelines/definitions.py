@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from gp_pipelines.assets.automation import automation_outbox
+from gp_pipelines.assets.automation import automation_orders, automation_outbox
 from gp_pipelines.assets.cache import build_cache_definitions
 from gp_pipelines.assets.exports import EXPORTS_GROUP, build_export_definitions
 from gp_pipelines.assets.partitions import instance_partitions
@@ -61,7 +61,8 @@ def build_definitions(config: PlatformConfig) -> dg.Definitions:
     trading_assets, trading_checks, trading_jobs, trading_sensors, trading_schedules = build_trading_definitions(
         config)
     return dg.Definitions(
-        assets=[*cache_assets, *warehouse_assets, *export_assets, automation_outbox, *trading_assets],
+        assets=[*cache_assets, *warehouse_assets, *export_assets, automation_outbox, automation_orders,
+                *trading_assets],
         asset_checks=[*cache_checks, *warehouse_checks, *export_checks, *trading_checks],
         jobs=[main_job, warehouse_job, *jobs, *AUTOMATION_JOBS, relocate_order, *trading_jobs],
         schedules=[*schedules, *trading_schedules],

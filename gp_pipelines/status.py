@@ -30,7 +30,8 @@ class StatusReport:
     warehouse: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     outbox_backlog: dict[str, int] = field(default_factory=dict)
-    outbox_attention: list[dict[str, Any]] = field(default_factory=list)
+    automation_counts: dict[str, int] = field(default_factory=dict)
+    attention: list[dict[str, Any]] = field(default_factory=list)  # automation.attention items
     interchanges: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -66,8 +67,10 @@ def _freshness(last: datetime | None, now: datetime, kind: str) -> str:
 
 def collect_status(conn: psycopg.Connection, instances: Iterable[str],
                    check_results: Callable[[], list[dict[str, Any]]] | None = None,
-                   now: datetime | None = None) -> StatusReport:
-    """Read everything the report shows; a part whose tables do not exist yet reports as never run."""
+                   now: datetime | None = None, waiting_after: timedelta = timedelta(hours=24)) -> StatusReport:
+    """Read everything the report shows; a part whose tables do not exist yet reports as never run. Every
+    automation item that needs a person (failed, given up, quarantined, waiting longer than `waiting_after`)
+    is a problem of its own, named."""
     now = now or datetime.now(UTC)
     report = StatusReport(generated_at=now)
     instances = list(instances)
@@ -104,16 +107,13 @@ def collect_status(conn: psycopg.Connection, instances: Iterable[str],
         report.problems += [f"check {c['asset']}:{c['check']} {c['status']}" for c in report.checks
                             if c["status"] not in ("SUCCEEDED", "SKIPPED", "PLANNED", "IN_PROGRESS")]
     if _exists(conn, "automation.outbox"):
-        from gp_pipelines.automation import outbox
+        from gp_pipelines.automation import attention, outbox
 
         report.outbox_backlog = outbox.backlog(conn)
-        report.outbox_attention = outbox.attention(conn)
-        given_up = sum(1 for row in report.outbox_attention if row["reason"] == "given_up")
-        stuck = len(report.outbox_attention) - given_up
-        if given_up:
-            report.problems.append(f"{given_up} outside action(s) given up")
-        if stuck:
-            report.problems.append(f"{stuck} outside action(s) stuck")
+        report.automation_counts = attention.automation_counts(conn)
+        items = attention.attention_items(conn, waiting_after=waiting_after, now=now)
+        report.attention = [item.as_dict() for item in items]
+        report.problems += [item.line(now) for item in items]
     if _exists(conn, "automation.interchange_status"):
         with conn.cursor(row_factory=dict_row) as cur:
             report.interchanges = cur.execute(
@@ -163,11 +163,16 @@ def format_status(report: StatusReport) -> str:
     lines.append(f"  {len(report.checks) - len(failing)} of {len(report.checks)} passed"
                  if report.checks else "  no check results (run a job, or point DAGSTER_HOME at the instance)")
     lines += [f"  ! {c['asset']}:{c['check']} {c['status']} ({_age(c.get('at'), now)})" for c in failing]
-    lines += ["", "Outbox"]
+    lines += ["", "Automation"]
     if report.outbox_backlog:
-        lines.append("  " + ", ".join(f"{state} {count}" for state, count in report.outbox_backlog.items()))
-        lines += [f"  ! {row['reason']}: {row['key']} after {row['attempts']} attempt(s): "
-                  f"{(row['last_error'] or '')[:70]}" for row in report.outbox_attention]
+        counts = report.automation_counts
+        for kind in ("sale", "fulfilment", "file"):
+            present = [f"{name.removeprefix(kind + '_')} {count}" for name, count in counts.items()
+                       if name.startswith(kind + "_") and count]
+            lines.append(f"  {kind}s: " + (", ".join(present) or "none"))
+        lines.append("  outbox: " + ", ".join(f"{state} {count}" for state, count in report.outbox_backlog.items()))
+        lines += [f"  ! {item['kind']} {item['reason']}: {item['instance'] + '/' if item['instance'] else ''}"
+                  f"{item['subject']}: {item['detail'][:90]}" for item in report.attention]
     else:
         lines.append("  no automation has run")
     lines += ["", "EDI acknowledgements"]

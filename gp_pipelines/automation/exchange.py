@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, BinaryIO
 
 import psycopg
 from psycopg.rows import dict_row
@@ -83,10 +83,29 @@ SELECT i.partner, i.direction, f.file_name, i.interchange_control, i.group_contr
 _AK901_STATE = {"A": "accepted", "E": "accepted_with_errors", "P": "partially_accepted", "R": "rejected"}
 
 
+# Files are kept in parts, so a large file is written and read a part at a time, never whole in memory. Rows
+# stored before parts existed keep their `content`.
+_PARTS_DDL = """
+ALTER TABLE automation.edi_files ALTER COLUMN content DROP NOT NULL;
+ALTER TABLE automation.edi_files ADD COLUMN IF NOT EXISTS size bigint;
+CREATE TABLE IF NOT EXISTS automation.edi_file_parts (
+    file_id bigint NOT NULL REFERENCES automation.edi_files (id),
+    part integer NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (file_id, part)
+);
+"""
+PART_SIZE = 4 * 1024 * 1024
+
+
 def ensure_exchange_tables(conn: psycopg.Connection) -> None:
+    if conn.execute("SELECT to_regclass('automation.edi_file_parts') IS NOT NULL").fetchone()[0]:
+        ensure_control_number_table(conn)
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gp.ddl.automation.exchange', 0))")
         conn.execute(_DDL)
+        conn.execute(_PARTS_DDL)
     ensure_control_number_table(conn)
 
 
@@ -109,21 +128,35 @@ class StoredFile:
 def store_file(conn: psycopg.Connection, partner: str, direction: str, file_name: str, content: bytes,
                state: str = "received") -> StoredFile:
     """Keep a file before anything else is done with it; the same name and content stored twice is one row."""
-    digest = content_hash(content)
-    row = conn.execute(
-        """INSERT INTO automation.edi_files (partner, direction, file_name, content_hash, content, state)
-           VALUES (%s, %s, %s, %s, %s, %s)
-           ON CONFLICT (partner, direction, file_name, content_hash) DO NOTHING
-           RETURNING id, state, reason""",
-        (partner, direction, file_name, digest, content, state),
-    ).fetchone()
-    created = row is not None
-    if row is None:
+    return store_stream(conn, partner, direction, file_name, io.BytesIO(content), content_hash(content), state)
+
+
+def store_stream(conn: psycopg.Connection, partner: str, direction: str, file_name: str, stream: BinaryIO,
+                 digest: str, state: str = "received") -> StoredFile:
+    """`store_file` for a file read from `stream` (whose SHA-256 the caller computed while it arrived), written a
+    part at a time; row and parts commit together."""
+    with conn.transaction():
         row = conn.execute(
-            "SELECT id, state, reason FROM automation.edi_files "
-            "WHERE partner = %s AND direction = %s AND file_name = %s AND content_hash = %s",
-            (partner, direction, file_name, digest),
+            """INSERT INTO automation.edi_files (partner, direction, file_name, content_hash, state)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (partner, direction, file_name, content_hash) DO NOTHING
+               RETURNING id, state, reason""",
+            (partner, direction, file_name, digest, state),
         ).fetchone()
+        created = row is not None
+        if row is None:
+            row = conn.execute(
+                "SELECT id, state, reason FROM automation.edi_files "
+                "WHERE partner = %s AND direction = %s AND file_name = %s AND content_hash = %s",
+                (partner, direction, file_name, digest),
+            ).fetchone()
+        else:
+            size = 0
+            for part, data in enumerate(iter(lambda: stream.read(PART_SIZE), b"")):
+                conn.execute("INSERT INTO automation.edi_file_parts (file_id, part, data) VALUES (%s, %s, %s)",
+                             (row[0], part, data))
+                size += len(data)
+            conn.execute("UPDATE automation.edi_files SET size = %s WHERE id = %s", (size, row[0]))
     return StoredFile(row[0], partner, direction, file_name, digest, row[1], row[2], created)
 
 
@@ -136,8 +169,24 @@ def mark_file(conn: psycopg.Connection, file_id: int, state: str, reason: str | 
     )
 
 
+def iter_file_content(conn: psycopg.Connection, file_id: int) -> Iterator[bytes]:
+    """A stored file's bytes, a part at a time."""
+    inline = conn.execute("SELECT content FROM automation.edi_files WHERE id = %s", (file_id,)).fetchone()
+    if inline is None:
+        raise KeyError(f"no stored EDI file with id {file_id}")
+    if inline[0] is not None:
+        yield bytes(inline[0])
+        return
+    part = 0
+    while (row := conn.execute("SELECT data FROM automation.edi_file_parts WHERE file_id = %s AND part = %s",
+                               (file_id, part)).fetchone()) is not None:
+        yield bytes(row[0])
+        part += 1
+
+
 def file_content(conn: psycopg.Connection, file_id: int) -> bytes:
-    return bytes(conn.execute("SELECT content FROM automation.edi_files WHERE id = %s", (file_id,)).fetchone()[0])
+    """A stored file's bytes (for the small files we send; large inbound ones are read with `iter_file_content`)."""
+    return b"".join(iter_file_content(conn, file_id))
 
 
 @dataclass(frozen=True)
@@ -148,12 +197,13 @@ class GroupSummary:
     set_ids: tuple[str, ...]
 
 
-def groups_of(content: bytes) -> list[GroupSummary]:
+def groups_of(content: bytes | BinaryIO) -> list[GroupSummary]:
     """The functional groups of an X12 file (envelope numbers and set ids), for the interchange log."""
     groups = []
     interchange = ""
     set_ids: list[str] = []
-    for event in iter_events(io.BytesIO(content), validate_sets=False):
+    stream = io.BytesIO(content) if isinstance(content, bytes) else content
+    for event in iter_events(stream, validate_sets=False):
         if isinstance(event, InterchangeHeader):
             interchange = event.control_number
         elif isinstance(event, GroupHeader):
@@ -166,8 +216,8 @@ def groups_of(content: bytes) -> list[GroupSummary]:
     return groups
 
 
-def record_interchanges(conn: psycopg.Connection, partner: str, direction: str, file_id: int, content: bytes,
-                        ack_within: timedelta | None = None) -> list[GroupSummary]:
+def record_interchanges(conn: psycopg.Connection, partner: str, direction: str, file_id: int,
+                        content: bytes | BinaryIO, ack_within: timedelta | None = None) -> list[GroupSummary]:
     """Log each functional group of a file. Outbound groups other than 997s wait for an acknowledgement
     (due after `ack_within`); a 997 is never acknowledged, and inbound groups are logged as received."""
     groups = groups_of(content)
@@ -207,13 +257,14 @@ def apply_functional_ack(conn: psycopg.Connection, partner: str, ack: Functional
               SET state = %s, acked_at = now(), ack_detail = %s
             WHERE partner = %s AND direction = 'out' AND functional_id = %s
               AND ltrim(group_control, '0') = ltrim(%s, '0')
-        RETURNING id, interchange_control, group_control, state""",
+        RETURNING id, interchange_control, group_control, state, file_id""",
         (_AK901_STATE.get(ack.status, "rejected"), Jsonb(detail), partner, ack.functional_id,
          ack.group_control_number),
     ).fetchone()
     if row is None:
         return None
-    return {"id": row[0], "interchange_control": row[1], "group_control": row[2], "state": row[3], **detail}
+    return {"id": row[0], "interchange_control": row[1], "group_control": row[2], "state": row[3],
+            "file_id": row[4], **detail}
 
 
 def overdue_acks(conn: psycopg.Connection, now: datetime | None = None) -> list[dict[str, Any]]:

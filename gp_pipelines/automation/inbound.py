@@ -1,464 +1,574 @@
-"""Files from partners: keep, validate, acknowledge, act once, archive — or quarantine with the reason.
+"""Files from partners: taken when complete, kept, validated, acknowledged, acted on once, moved out of the
+inbox — or quarantined with the reason. One file never blocks another.
 
-`process_partner_file` is the whole step for one file, safe to repeat (the partner inbox sensor starts one run
-per file, keyed by partner, name and content hash; the same 945 delivered three times ships once):
+Each file listed in a partner's inbox is one `InboxEntry` (its name as a lossless token, size and modification
+time) and one row in `automation.inbound_files` with its own state (`automation.state`). `inbox_offers` is what
+the partner inbox sensor computes from a listing and the rows: an entry is offered once it is complete (its
+size and time unchanged across two listings, or at once when the partner uploads under a temporary name and
+renames), and again after a failed or dead run (the run key carries the attempt). `process_inbox_entry` is the
+run's whole work for one entry:
 
-1. The file is stored byte for byte in `automation.edi_files` before anything else (keep the input).
-2. It is validated (envelopes, counts, every set against its spec). A file with errors is quarantined with the
-   reason, answered with a rejecting 997, and a notification names the file and the first problems; it
-   changes nothing in Cin7 Core.
-3. A valid file is answered with an accepting 997 per functional group; 997s the partner sent us are matched to
-   the groups we sent (`automation.exchange`). Each other document goes to the handler for its set (945 for
-   3PLs here; trading partners add 850). A document that matches nothing we know (an unknown depositor order)
-   quarantines the file.
-4. Handlers only enqueue outbox items and run them (a Cin7 shipment, a Shopify fulfilment): an outage leaves
-   the items queued for the outbox retry job, and the file still counts as processed, since its actions are
-   written down.
-5. The file is moved to the partner's `processed` (or `quarantine`) folder on their side.
-
-Every step runs under an advisory lock on the file, so two runs for the same file never interleave.
+1. It takes the entry (only the run whose attempt matches the row's count; a lease guards against a dead run).
+2. It streams the file to a spool (memory up to a few MB, then disk), hashing and looking for NUL bytes as it
+   goes; a file that changed while it was read is left as `incomplete` (the partner is still writing it), one
+   that cannot be read is `unreadable` and reported, an outage is `failed` and offered again with back-off.
+3. It keeps the bytes in `automation.edi_files` (in parts) before anything else.
+4. It reads and validates the file from the spool, one transaction set at a time, checking every document
+   applies (a 945 for an order we sent, no more shipped than ordered) before any acts, so a bad file changes
+   nothing. Non-X12 input (text, HTML, UTF-16, binary), NUL bytes, envelope or set errors and unmatched
+   documents quarantine the file with the reason, answered by a rejecting 997 where a group could be read, and
+   notified.
+5. A good file is answered with a 997 per group; a second pass applies each document: 997s are matched to what
+   we sent, a 945 becomes a shipment record (`automation.shipping`: identified by its content, so a re-delivery
+   is a duplicate), other sets go to their handler (850s for trading partners).
+6. The file is moved to the partner's `processed` (or `quarantine`) folder, and each sale it concerned is
+   advanced by the reconciler (ship in Cin7, then tracking), which the outbox retry repeats after an outage.
 """
 
 from __future__ import annotations
 
-import io
+import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, Protocol
+from datetime import UTC, datetime
+from typing import Any, BinaryIO, Protocol
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from gp_pipelines.automation import exchange, outbox
-from gp_pipelines.automation.locks import advisory_lock
-from gp_pipelines.automation.orders import SEND_EDI, RoutingContext, ensure_order_tables
+from gp_pipelines.automation.context import AutomationContext
+from gp_pipelines.automation.errors import UnmatchedDocument
+from gp_pipelines.automation.locks import advisory_lock, order_lock
+from gp_pipelines.automation.orders import SEND_EDI, ensure_order_tables
+from gp_pipelines.automation.reconcile import SaleProgress, advance_sale
 from gp_pipelines.automation.schema import record_audit
+from gp_pipelines.automation.shipping import ShipmentCheck, record_shipping_advice, sale_of_advice
+from gp_pipelines.automation.state import FILE_FINAL, INBOUND_FILE, record_history, rows, transition
 from gp_pipelines.config import PartnerConfig
-from gp_pipelines.connectors.transport import TransportError
-from gp_pipelines.edi.ack import build_functional_ack
-from gp_pipelines.edi.errors import EdiIssue
+from gp_pipelines.connectors.transport import RemoteFile, TransportError, name_from_token, name_to_token
+from gp_pipelines.edi.ack import functional_ack, set_ack
+from gp_pipelines.edi.errors import EdiIssue, X12ReadError
 from gp_pipelines.edi.mapping import document_from_segments
-from gp_pipelines.edi.models import FunctionalAck, WarehouseShippingAdvice
+from gp_pipelines.edi.models import FunctionalAck, SetAck, WarehouseShippingAdvice
+from gp_pipelines.edi.sniff import HEAD_BYTES, describe_non_x12, looks_unfinished
 from gp_pipelines.edi.validator import GroupEnd, GroupHeader, InterchangeHeader, TransactionSet, iter_events
 
 _log = logging.getLogger(__name__)
-SHIP_IN_CIN7 = "cin7_ship_fulfilment"
-POST_TRACKING = "shopify_post_tracking"
-_SHIPPED = ("AUTHORISED", "PARTIALLY AUTHORISED")
-REST_FOLLOWS = ("PR", "BP")  # W1201 codes of a partial shipment whose remainder ships later
-
-# Where a carrier's parcels can be tracked, by SCAC; "{}" takes the tracking number.
-TRACKING_URLS = {
-    "UPSN": "https://www.ups.com/track?tracknum={}",
-    "FDEG": "https://www.fedex.com/fedextrack/?trknbr={}",
-    "FDXE": "https://www.fedex.com/fedextrack/?trknbr={}",
-    "USPS": "https://tools.usps.com/go/TrackConfirmAction?tLabels={}",
-    "DHLC": "https://www.dhl.com/en/express/tracking.html?AWB={}",
-    "AUPT": "https://auspost.com.au/mypost/track/details/{}",
-    "STRK": "https://startrack.com.au/track/details/{}",
-    "NZPT": "https://www.nzpost.co.nz/tools/tracking/item/{}",
-}
-
-
-class UnmatchedDocument(Exception):
-    """A valid document that refers to something we never sent (e.g. a 945 for an unknown order)."""
+SPOOL_IN_MEMORY = 4 * 1024 * 1024  # larger files spill to a temporary file while they are processed
+MAX_REASONS = 5
 
 
 class SetHandler(Protocol):
-    """Acts on one inbound document; returns the outbox items it queued (each already run once). An optional
-    `precheck(conn, partner, document)` attribute raises `UnmatchedDocument` before anything in the file acts."""
+    """Acts on one inbound document of a set other than 945 and 997; returns what its outbox items did. An
+    optional `precheck(conn, partner, document)` attribute raises `UnmatchedDocument` before anything acts."""
 
-    def __call__(self, conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig, document: Any,
+    def __call__(self, conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, document: Any,
                  file_id: int) -> list[str]: ...
 
 
-@dataclass
-class InboundContext(RoutingContext):
-    """A routing context plus Shopify clients per store key, for posting tracking after a shipment."""
+# ---------------------------------------------------------------- what the sensor offers
 
-    shopify: Callable[[str], Any] | None = None
-    extra_handlers: dict[str, SetHandler] = field(default_factory=dict)
 
-    def handlers(self) -> dict[str, outbox.OutboxHandler]:
-        own = {SHIP_IN_CIN7: ShipFulfilmentHandler(self), POST_TRACKING: PostTrackingHandler(self)}
-        return {**super().handlers(), **own}
+@dataclass(frozen=True)
+class InboxEntry:
+    """One listed file: the name as a token that round-trips to its exact bytes, its size and time, and the
+    number of runs it has had (part of the run key, so a retry is a new run)."""
+
+    partner: str
+    name: str
+    size: int
+    modified: datetime
+    attempt: int = 0
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.partner}:{self.name}:{self.size}:{int(self.modified.timestamp())}:{self.attempt}"
+
+    @property
+    def display_name(self) -> str:
+        return RemoteFile(name_from_token(self.name), self.size, self.modified).display_name
+
+    @classmethod
+    def of(cls, partner: str, remote: RemoteFile, attempt: int = 0) -> InboxEntry:
+        return cls(partner, name_to_token(remote.name), remote.size, remote.modified, attempt)
+
+
+def listing_signature(remote: RemoteFile) -> list[Any]:
+    return [remote.size, int(remote.modified.timestamp())]
+
+
+def inbox_offers(conn: psycopg.Connection, partner: PartnerConfig, listing: Sequence[RemoteFile],
+                 previous: Mapping[str, Sequence[Any]], *, now: datetime | None = None,
+                 limit: int = 50) -> tuple[list[InboxEntry], dict[str, list[Any]], int]:
+    """(entries to hand to runs, this listing's signatures for the next tick, entries still being written).
+
+    `previous` is the last tick's signatures by name token. With `inbound_ready: stable` an entry is complete
+    when the last tick saw the same size and time; `on_arrival` takes it at once."""
+    at = now or datetime.now(UTC)
+    seen = {name_to_token(remote.name): listing_signature(remote) for remote in listing}
+    known = {(row["name"], row["listed_size"], int(row["listed_modified"].timestamp())): row for row in rows(
+        conn, "SELECT * FROM automation.inbound_files WHERE partner = %s AND name = ANY(%s)",
+        (partner.key, list(seen)))}  # fmt: skip
+    offers: list[InboxEntry] = []
+    settling = 0
+    for remote in listing:
+        token = name_to_token(remote.name)
+        if partner.transport.inbound_ready == "stable" and list(previous.get(token) or []) != seen[token]:
+            settling += 1
+            continue
+        row = known.get((token, *seen[token]))
+        entry = InboxEntry.of(partner.key, remote)
+        if row is None:
+            offers.append(entry)
+            continue
+        free = row["lease_until"] is None or row["lease_until"] < at
+        due = row["next_attempt_at"] <= at
+        finished = row["state"] in (*FILE_FINAL, "quarantined")
+        if free and due and (row["state"] in ("failed", "taken", "incomplete") or
+                             (finished and row["archived_at"] is None)):
+            offers.append(dataclasses.replace(entry, attempt=row["attempts"]))
+    return offers[:limit], seen, settling
+
+
+# ---------------------------------------------------------------- the result of one run
 
 
 @dataclass
 class InboundResult:
     partner: str
-    file_name: str
-    state: str  # processed | quarantined | already_processed | already_quarantined | busy
+    file_name: str  # printable
+    state: str  # a FILE_STATES value, or busy / archived
     reason: str = ""
-    documents: list[str] = field(default_factory=list)  # e.g. "945 SO-00012-1"
+    documents: list[str] = field(default_factory=list)  # e.g. "945 SO-00012-1: new"
     outbox: list[str] = field(default_factory=list)
+    sales: list[SaleProgress] = field(default_factory=list)
 
     def as_metadata(self) -> dict[str, Any]:
         return {"partner": self.partner, "file": self.file_name, "state": self.state, "reason": self.reason,
-                "documents": ", ".join(self.documents), "actions": len(self.outbox)}
+                "documents": len(self.documents), "actions": len(self.outbox), "sales": len(self.sales)}
 
 
-# ---------------------------------------------------------------- validation
+# ---------------------------------------------------------------- reading and checking a stored file
+
+
+class _Sink:
+    """Where a fetched file goes: a spool file, with its first bytes and the first NUL byte noted on the way."""
+
+    def __init__(self) -> None:
+        self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by the run
+        self.head = b""
+        self.first_nul: int | None = None
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        if len(self.head) < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - len(self.head)]
+        if self.first_nul is None and (at := data.find(b"\x00")) >= 0:
+            self.first_nul = self.size + at
+        self.size += len(data)
+        return self.spool.write(data)
+
+
+# A 997 answers each set with an AK2 loop; in a group of more sets than this it answers only those not accepted,
+# and AK9 carries the counts (a common practice for large groups), so a huge file costs no memory per good set.
+AK2_FOR_EVERY_SET_UP_TO = 1000
 
 
 @dataclass
-class _Parsed:
-    groups: list[tuple[InterchangeHeader, GroupHeader, list[TransactionSet], GroupEnd]]
-    issues: list[str]
+class _GroupAnswers:
+    """What a 997 needs of one group's sets: accepted ones as (set id, control number) while the group is small,
+    the others as their full answer (built while their segments were at hand)."""
+
+    header: GroupHeader
+    accepted: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[SetAck] = field(default_factory=list)
+    order: list[bool] = field(default_factory=list)  # per set: accepted? (the AK2 loops keep the file's order)
+    accepted_count: int = 0
+    end: GroupEnd | None = None
+
+    def add(self, transaction: TransactionSet) -> None:
+        if transaction.accepted:
+            self.accepted_count += 1
+            self.accepted.append((transaction.set_id, transaction.control_number))
+        else:
+            self.refused.append(set_ack(transaction))
+        self.order.append(transaction.accepted)
+        if self.accepted_count > AK2_FOR_EVERY_SET_UP_TO:
+            self.accepted, self.order = [], []
+
+    def ack(self, reject_all: bool) -> FunctionalAck:
+        assert self.end is not None
+        if self.order:  # small: every set answered, in order
+            good, bad = iter(self.accepted), iter(self.refused)
+            answers = [SetAck(*next(good), "A") if ok else next(bad) for ok in self.order]
+            ack = functional_ack(self.header, answers, self.end)
+        else:
+            ack = functional_ack(self.header, self.refused, self.end, accepted=self.accepted_count,
+                                 received=self.accepted_count + len(self.refused))
+        return _rejecting(ack) if reject_all else ack
 
 
-def parse_and_validate(content: bytes) -> _Parsed:
-    """Every group with its sets, and a readable list of every error (envelope, counts, set specs)."""
-    groups = []
-    issues: list[str] = []
-    transactions: list[TransactionSet] = []
+@dataclass
+class _Scan:
+    issues: list[str] = field(default_factory=list)
+    groups: list[_GroupAnswers] = field(default_factory=list)
+    unmatched: str = ""
+    sets: int = 0
+
+
+def _scan(conn: psycopg.Connection, partner: PartnerConfig, stream: BinaryIO,
+          handlers: Mapping[str, Any]) -> _Scan:
+    """One streaming pass: every error, what the 997s need of each set, and whether every document applies (the
+    first that does not is `unmatched`). Holds one set at a time. Never raises on what the file holds."""
+    scan = _Scan()
+    shipments = ShipmentCheck()
+    current: _GroupAnswers | None = None
     saw_interchange = False
-    for event in iter_events(io.BytesIO(content)):
-        if isinstance(event, EdiIssue):
-            if event.is_error:
-                issues.append(str(event))
-            continue
-        issues.extend(str(i) for i in getattr(event, "issues", []) if i.is_error)
-        if isinstance(event, InterchangeHeader):
-            saw_interchange = True
-        elif isinstance(event, GroupHeader):
-            transactions = []
-        elif isinstance(event, TransactionSet):
-            transactions.append(event)
-        elif isinstance(event, GroupEnd):
-            groups.append((event.header.interchange, event.header, transactions, event))
-    if not saw_interchange:
-        issues.insert(0, "no ISA interchange header: not an X12 file")
-    return _Parsed(groups, issues)
+    try:
+        for event in iter_events(stream):
+            if isinstance(event, EdiIssue):
+                if event.is_error:
+                    scan.issues.append(str(event))
+                continue
+            scan.issues.extend(str(issue) for issue in getattr(event, "issues", []) if issue.is_error)
+            if isinstance(event, InterchangeHeader):
+                saw_interchange = True
+            elif isinstance(event, GroupHeader):
+                current = _GroupAnswers(event)
+            elif isinstance(event, TransactionSet):
+                scan.sets += 1
+                if event.accepted and not scan.unmatched:
+                    scan.unmatched = _precheck(conn, partner, event, handlers, shipments)
+                if current is not None:
+                    current.add(event)
+            elif isinstance(event, GroupEnd):
+                answers = current if current is not None and current.header is event.header else \
+                    _GroupAnswers(event.header)
+                answers.end = event
+                scan.groups.append(answers)
+                current = None
+    except X12ReadError as exc:
+        scan.issues.append(f"not readable as X12 after the part read so far: {exc}")
+    if not saw_interchange and not scan.issues:
+        scan.issues.append("no ISA interchange header: not an X12 file")
+    return scan
 
 
-# ---------------------------------------------------------------- the step
+def _precheck(conn: psycopg.Connection, partner: PartnerConfig, transaction: TransactionSet,
+              handlers: Mapping[str, Any], shipments: ShipmentCheck) -> str:
+    """Why this (valid) set cannot apply, or ''."""
+    try:
+        document = document_from_segments(transaction.set_id, transaction.segments)
+        if isinstance(document, FunctionalAck):
+            return ""
+        if isinstance(document, WarehouseShippingAdvice):
+            shipments.check(conn, partner, document)
+        elif transaction.set_id in handlers:
+            precheck = getattr(handlers[transaction.set_id], "precheck", None)
+            if precheck is not None:
+                precheck(conn, partner, document)
+        else:
+            return f"set {transaction.set_id} is not expected from {partner.name}"
+    except UnmatchedDocument as exc:
+        return str(exc)
+    except (ValueError, KeyError, IndexError, TypeError, ArithmeticError) as exc:  # a document our models refuse
+        return f"set {transaction.set_id} {transaction.control_number} could not be read: {exc}"
+    return ""
 
 
-def _send_acks(conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig, parsed: _Parsed,
-               stored: exchange.StoredFile) -> list[str]:
+def _tail(spool: BinaryIO, size: int = 256) -> bytes:
+    spool.seek(0, 2)
+    spool.seek(max(0, spool.tell() - size))
+    return spool.read()
+
+
+def _documents(stream: BinaryIO) -> Iterator[tuple[str, Any]]:
+    """The second pass over a file that passed the first: (set id, document), one at a time."""
+    for event in iter_events(stream):
+        if isinstance(event, TransactionSet):
+            yield event.set_id, document_from_segments(event.set_id, event.segments)
+
+
+def _rejecting(ack: FunctionalAck) -> FunctionalAck:
+    """The same 997 with every set and the group rejected (for a file we refuse as a whole)."""
+    return dataclasses.replace(ack, status="R", sets_accepted=0,
+                               sets=[SetAck(s.set_id, s.control_number, "R", s.codes, s.segments) for s in ack.sets])
+
+
+
+
+
+def _send_acks(conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, scan: _Scan,
+               stored: exchange.StoredFile, *, reject_all: bool = False) -> list[str]:
     """One 997 per functional group (997 groups themselves are never acknowledged), sent through the outbox."""
-    acks: list[FunctionalAck] = [
-        build_functional_ack(header, transactions, end)
-        for _isa, header, transactions, end in parsed.groups if header.functional_id != "FA"
-    ]  # fmt: skip
+    acks = [group.ack(reject_all) for group in scan.groups if group.header.functional_id != "FA"]
     if not acks:
         return []
     key = f"edi.send:{partner.key}:997:{stored.id}"
     with conn.transaction():
         if outbox.get_item(conn, key) is None:
             content = exchange.write_for_partner(conn, partner, acks).encode()
-            name = exchange.outbound_file_name(partner, "997", f"{stored.id}_{stored.file_name.rsplit('.', 1)[0]}")
+            stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stored.file_name.rsplit(".", 1)[0])
+            name = exchange.outbound_file_name(partner, "997", f"{stored.id}_{stem[:60]}")
             ack_file = exchange.store_file(conn, partner.key, "out", name, content)
             outbox.enqueue(conn, key, SEND_EDI, {"partner": partner.key, "file_id": ack_file.id, "file_name": name},
                            subject=stored.file_name, actor=context.actor)
-    item = outbox.run_item(conn, key, context.handlers()[SEND_EDI], context.policy, notifier=context.notifier,
-                           actor=context.actor)
+    item = context.run(conn, key)
     return [f"{key}: {item.outcome}"]
 
 
-def _quarantine(conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig,
-                stored: exchange.StoredFile, reason: str) -> None:
+# ---------------------------------------------------------------- one entry
+
+
+def _take(conn: psycopg.Connection, context: AutomationContext, entry: InboxEntry) -> dict[str, Any] | None:
+    """The entry's row, taken for this run; None when another run has it (or had this attempt)."""
     with conn.transaction():
-        exchange.mark_file(conn, stored.id, "quarantined", reason)
-        record_audit(conn, "edi.quarantined", actor=context.actor, subject=stored.file_name,
-                     detail={"partner": partner.key, "reason": reason})
-    if context.notifier is not None:
-        context.notifier.notify(
-            f"EDI file quarantined: {partner.name} {stored.file_name}",
-            f"The file {stored.file_name} from {partner.name} ({partner.key}) was quarantined and changed "
-            f"nothing.\nReason: {reason}\nIt is kept in automation.edi_files (id {stored.id}).",
-            key=f"edi.quarantined:{partner.key}:{stored.id}", conn=conn,
-        )
+        created = conn.execute(
+            """INSERT INTO automation.inbound_files (partner, name, display_name, listed_size, listed_modified,
+                                                    state, attempts, lease_until)
+               VALUES (%s, %s, %s, %s, %s, 'taken', 1, now() + %s)
+               ON CONFLICT (partner, name, listed_size, listed_modified) DO NOTHING RETURNING id""",
+            (entry.partner, entry.name, entry.display_name, entry.size, entry.modified, context.run_lease),
+        ).fetchone()
+        if created and entry.attempt == 0:
+            record_history(conn, INBOUND_FILE, (created[0],), None, "taken",
+                           cause=f"listed in {entry.partner}'s inbox ({entry.size} bytes)", actor=context.actor)
+            for (older,) in conn.execute(
+                    "SELECT id FROM automation.inbound_files WHERE partner = %s AND name = %s AND id <> %s "
+                    "AND state IN ('failed', 'incomplete', 'taken') AND archived_at IS NULL",
+                    (entry.partner, entry.name, created[0])).fetchall():  # fmt: skip
+                transition(conn, INBOUND_FILE, (older,), "superseded", actor=context.actor,
+                           changes={"lease_until": None},
+                           cause=f"the partner changed the file: now {entry.size} bytes (file {created[0]})")
+            return rows(conn, "SELECT * FROM automation.inbound_files WHERE id = %s", (created[0],))[0]
+        taken = rows(conn, """
+            UPDATE automation.inbound_files SET attempts = attempts + 1, lease_until = now() + %s, updated_at = now()
+             WHERE partner = %s AND name = %s AND listed_size = %s AND listed_modified = %s AND attempts = %s
+               AND (lease_until IS NULL OR lease_until < now()) RETURNING *""",
+                     (context.run_lease, entry.partner, entry.name, entry.size, entry.modified, entry.attempt))
+    return taken[0] if taken else None
 
 
-def process_partner_file(conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig,
-                         file_name: str, content: bytes | None = None) -> InboundResult:
-    """Process one file from the partner's inbox (see the module docstring). `conn` is autocommit."""
+def _settle(conn: psycopg.Connection, context: AutomationContext, row: Mapping[str, Any], state: str, cause: str,
+            **changes: Any) -> None:
+    transition(conn, INBOUND_FILE, (row["id"],), state, cause=cause, actor=context.actor,
+               changes={"lease_until": None, "reason": cause if state in ("quarantined", "unreadable",
+                                                                          "incomplete", "failed") else None,
+                        **changes})  # fmt: skip
+
+
+def _retry_later(conn: psycopg.Connection, context: AutomationContext, row: Mapping[str, Any], state: str,
+                 cause: str) -> None:
+    delay = context.policy.delay(int(row["attempts"]))
+    _settle(conn, context, row, state, cause, last_error=cause, next_attempt_at=datetime.now(UTC) + delay)
+
+
+def _notify(context: AutomationContext, conn: psycopg.Connection, partner: PartnerConfig, row: Mapping[str, Any],
+            what: str, reason: str) -> None:
+    if context.notifier is None:
+        return
+    context.notifier.notify(
+        f"EDI file {what}: {partner.name} {row['display_name']}",
+        f"The file {row['display_name']} from {partner.name} ({partner.key}) was {what} and changed nothing.\n"
+        f"Reason: {reason}\n"
+        + (f"It is kept in automation.edi_files (id {row['file_id']}).\n" if row.get("file_id") else "")
+        + "See `gp-pipelines status`; once dealt with, `gp-pipelines inbox dismiss` sets it aside.",
+        key=f"edi.{what}:{partner.key}:{row['id']}", conn=conn)
+
+
+def _archive(context: AutomationContext, conn: psycopg.Connection, row: Mapping[str, Any], folder: str) -> bool:
+    """Move the file out of the partner's inbox (it is kept and its state recorded first). A failed move leaves
+    it listed; the entry is offered again after a back-off and only the move is repeated."""
+    try:
+        context.transport(row["partner"]).archive_inbound(name_from_token(row["name"]), folder)
+    except TransportError as exc:
+        _log.warning("could not move %s to %s on the partner side: %s", row["display_name"], folder, exc)
+        delay = context.policy.delay(int(row["attempts"]))
+        conn.execute("UPDATE automation.inbound_files SET last_error = %s, next_attempt_at = now() + %s, "
+                     "lease_until = NULL WHERE id = %s", (str(exc), delay, row["id"]))
+        return False
+    conn.execute("UPDATE automation.inbound_files SET archived_at = now(), lease_until = NULL, last_error = NULL "
+                 "WHERE id = %s", (row["id"],))
+    return True
+
+
+def process_inbox_entry(conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig,
+                        entry: InboxEntry) -> InboundResult:
+    """Process one inbox entry (see the module docstring). `conn` is autocommit. Raises only for an outage of
+    an outside system after recording it (the entry is offered again after the back-off)."""
     ensure_order_tables(conn)
+    row = _take(conn, context, entry)
+    if row is None:
+        return InboundResult(partner.key, entry.display_name, "busy", "another run has this entry")
+    result = InboundResult(partner.key, row["display_name"], row["state"])
+    if row["state"] in (*FILE_FINAL, "quarantined"):
+        archived = _archive(context, conn, row, "quarantine" if row["state"] == "quarantined" else "processed")
+        result.reason = "moved out of the inbox" if archived else "still in the inbox: the move failed"
+        return result
+    sink = _Sink()
+    try:
+        return _process(conn, context, partner, entry, row, sink, result)
+    finally:
+        sink.spool.close()
+
+
+def _process(conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, entry: InboxEntry,
+             row: dict[str, Any], sink: _Sink, result: InboundResult) -> InboundResult:
     transport = context.transport(partner.key)
-    if content is None:
-        content = transport.fetch(file_name)
-    stored = exchange.store_file(conn, partner.key, "in", file_name, content)
-    with advisory_lock(conn, f"gp.edi.in.{stored.id}", wait_seconds=context.lock_wait_seconds) as held:
-        if not held:
-            return InboundResult(partner.key, file_name, "busy", "another run is processing this file")
-        state = conn.execute("SELECT state, reason FROM automation.edi_files WHERE id = %s", (stored.id,)).fetchone()
-        if state[0] in ("processed", "quarantined"):
-            _archive(transport, file_name, "processed" if state[0] == "processed" else "quarantine")
-            return InboundResult(partner.key, file_name, f"already_{state[0]}", state[1] or "")
-        result = InboundResult(partner.key, file_name, "processed")
-        parsed = parse_and_validate(content)
+    name = name_from_token(entry.name)
+    try:
+        fetched = transport.fetch_to(name, sink)
+        after = transport.stat(name)
+    except TransportError as exc:
+        if exc.retryable:
+            _retry_later(conn, context, row, "failed", str(exc))
+            raise
+        _settle(conn, context, row, "unreadable", str(exc))
+        _notify(context, conn, partner, row, "unreadable", str(exc))
+        result.state, result.reason = "unreadable", str(exc)
+        return result
+    listed = (entry.size, int(entry.modified.timestamp()))
+    if (after is None or (after.size, int(after.modified.timestamp())) != listed or fetched.size != entry.size
+            or (fetched.size, int(fetched.modified.timestamp())) != listed):
+        cause = ("it changed while being read (the partner is still writing it): taken when it stops changing"
+                 if after is not None else "it left the inbox before it was read")
+        _retry_later(conn, context, row, "incomplete", cause)
+        result.state, result.reason = "incomplete", cause
+        return result
+    age = (datetime.now(UTC) - fetched.modified).total_seconds()
+    if age < partner.transport.inbound_settle_minutes * 60 and looks_unfinished(sink.head, _tail(sink.spool)):
+        cause = (f"it stops before its IEA and changed {age:.0f} s ago: taken for a file still being uploaded, "
+                 "read again later")
+        _retry_later(conn, context, row, "incomplete", cause)
+        result.state, result.reason = "incomplete", cause
+        return result
+    sink.spool.seek(0)
+    stored = exchange.store_stream(conn, partner.key, "in", row["display_name"], sink.spool, fetched.sha256)
+    conn.execute("UPDATE automation.inbound_files SET file_id = %s, content_hash = %s WHERE id = %s",
+                 (stored.id, fetched.sha256, row["id"]))
+    row = {**row, "file_id": stored.id}
+    label = f"{row['display_name']} (stored as file {stored.id})"
+    handlers = dict(context.extra_handlers)
+
+    def quarantine(reason: str, scan: _Scan | None, *, reject_all: bool) -> InboundResult:
+        if scan is not None:
+            result.outbox += _send_acks(conn, context, partner, scan, stored, reject_all=reject_all)
         with conn.transaction():
-            exchange.record_interchanges(conn, partner.key, "in", stored.id, content)
-        if parsed.issues:
-            result.outbox += _send_acks(conn, context, partner, parsed, stored)
-            reason = "; ".join(parsed.issues[:5]) + (f" (+{len(parsed.issues) - 5} more)" if len(parsed.issues) > 5
-                                                     else "")
-            _quarantine(conn, context, partner, stored, reason)
-            _archive(transport, file_name, "quarantine")
-            return InboundResult(partner.key, file_name, "quarantined", reason, outbox=result.outbox)
-        handlers = {"945": handle_shipping_advice, **context.extra_handlers}
-        try:
-            # Check every document matches before acting on any, so a bad file changes nothing.
-            documents = []
-            for _isa, _header, transactions, _end in parsed.groups:
-                for transaction in transactions:
-                    document = document_from_segments(transaction.set_id, transaction.segments)
-                    if isinstance(document, FunctionalAck):
-                        documents.append(("997", document))
-                    elif transaction.set_id in handlers:
-                        precheck = getattr(handlers[transaction.set_id], "precheck", None)
-                        if precheck is not None:
-                            precheck(conn, partner, document)
-                        documents.append((transaction.set_id, document))
-                    else:
-                        raise UnmatchedDocument(f"set {transaction.set_id} is not expected from {partner.name}")
-        except UnmatchedDocument as exc:
-            result.outbox += _send_acks(conn, context, partner, parsed, stored)
-            _quarantine(conn, context, partner, stored, str(exc))
-            _archive(transport, file_name, "quarantine")
-            return InboundResult(partner.key, file_name, "quarantined", str(exc), outbox=result.outbox)
-        result.outbox += _send_acks(conn, context, partner, parsed, stored)
-        for set_id, document in documents:
-            if set_id == "997":
-                matched = exchange.apply_functional_ack(conn, partner.key, document)
-                result.documents.append(f"997 for group {document.group_control_number}: "
-                                        f"{matched['state'] if matched else 'unmatched'}")
-                if matched and matched["state"] == "rejected" and context.notifier is not None:
-                    context.notifier.notify(
-                        f"{partner.name} rejected our group {document.group_control_number}",
-                        f"997 from {partner.name}: {matched}", key=f"edi.rejected:{partner.key}:{matched['id']}",
-                        conn=conn)
-                continue
-            result.documents.append(f"{set_id} {getattr(document, 'order_number', '') or ''}".strip())
-            result.outbox += handlers[set_id](conn, context, partner, document, stored.id)
-        with conn.transaction():
-            exchange.mark_file(conn, stored.id, "processed")
-            record_audit(conn, "edi.processed", actor=context.actor, subject=file_name,
-                         detail={"partner": partner.key, "documents": result.documents})
-        _archive(transport, file_name, "processed")
+            exchange.mark_file(conn, stored.id, "quarantined", reason)
+            _settle(conn, context, row, "quarantined", reason)
+            record_audit(conn, "edi.quarantined", actor=context.actor, subject=row["display_name"],
+                         detail={"partner": partner.key, "file_id": stored.id, "reason": reason})
+        _notify(context, conn, partner, row, "quarantined", reason)
+        _archive(context, conn, row, "quarantine")
+        result.state, result.reason = "quarantined", reason
         return result
 
-
-def _archive(transport: Any, file_name: str, folder: str) -> None:
-    """Move the file out of the partner's outbox. The file is already kept and its state recorded, so a failed
-    move only leaves it listed: the next run for it finds it processed and tries the move again."""
-    try:
-        transport.archive_inbound(file_name, folder)
-    except TransportError as exc:
-        _log.warning("could not move %s to %s on the partner side: %s", file_name, folder, exc)
-
-
-# ---------------------------------------------------------------- 945: ship in Cin7, then tell the web store
-
-
-def _fulfilment_for(conn: psycopg.Connection, partner: PartnerConfig, order_number: str) -> dict[str, Any]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "SELECT * FROM automation.fulfilments WHERE depositor_order = %s AND partner = %s",
-            (order_number, partner.key),
-        ).fetchone()
-    if row is None:
-        raise UnmatchedDocument(f"945 for order {order_number!r}, which no 940 of ours to {partner.name} carried")
-    if row["task_id"] is None:
-        raise UnmatchedDocument(f"945 for order {order_number!r}, whose Cin7 fulfilment was never created")
-    return row
-
-
-def _precheck_945(conn: psycopg.Connection, partner: PartnerConfig, advice: WarehouseShippingAdvice) -> None:
-    fulfilment = _fulfilment_for(conn, partner, advice.order_number)
-    ordered = {line["sku"]: Decimal(line["quantity"]) for line in fulfilment["lines"]}
-    for line in advice.lines:
-        sku = line.product_ids.get("VN") or next(iter(line.product_ids.values()), "")
-        if sku not in ordered:
-            raise UnmatchedDocument(f"945 {advice.order_number}: item {sku!r} was not on our 940")
-        if line.quantity_shipped > ordered[sku]:
-            raise UnmatchedDocument(f"945 {advice.order_number}: {line.quantity_shipped} of {sku!r} shipped, "
-                                    f"only {ordered[sku]} ordered")
-
-
-def tracking_of(advice: WarehouseShippingAdvice) -> tuple[str, str, str]:
-    """(tracking number, tracking URL, carrier) of a 945: N9*2I, else the carrier's pro number N9*CN, else the
-    bill of lading, else the shipment id W0604; the URL from the carrier's SCAC where we know its tracking page."""
-    refs = advice.references
-    number = refs.get("2I") or refs.get("CN") or refs.get("BM") or advice.shipment_id
-    template = TRACKING_URLS.get(advice.carrier_scac.upper())
-    url = template.format(number) if template and number else ""
-    return number, url, advice.carrier_scac or advice.routing
+    not_x12 = describe_non_x12(sink.head)
+    if not_x12 is not None:
+        return quarantine(not_x12, None, reject_all=True)
+    with advisory_lock(conn, f"gp.edi.in.{stored.id}", wait_seconds=context.lock_wait_seconds) as held:
+        if not held:
+            _retry_later(conn, context, row, "failed", "another run is processing the same stored file")
+            result.state = "busy"
+            return result
+        sink.spool.seek(0)
+        scan = _scan(conn, partner, sink.spool, handlers)
+        problems = list(scan.issues)
+        if sink.first_nul is not None:
+            problems.insert(0, f"the file contains NUL bytes (the first at byte {sink.first_nul}): binary data or a "
+                               "broken transfer")
+        if problems:
+            more = f" (+{len(problems) - MAX_REASONS} more)" if len(problems) > MAX_REASONS else ""
+            return quarantine("; ".join(problems[:MAX_REASONS]) + more, scan, reject_all=sink.first_nul is not None)
+        if scan.unmatched:
+            return quarantine(scan.unmatched, scan, reject_all=False)
+        sink.spool.seek(0)
+        with conn.transaction():
+            exchange.record_interchanges(conn, partner.key, "in", stored.id, sink.spool)
+        result.outbox += _send_acks(conn, context, partner, scan, stored)
+        sink.spool.seek(0)
+        touched, acting, new = _apply(conn, context, partner, sink.spool, stored.id, label, result)
+        # A re-delivery: every document that acts had been applied before.
+        state = "duplicate" if acting and not new else "processed"
+        with conn.transaction():
+            exchange.mark_file(conn, stored.id, "processed")
+            summary = f"{len(result.documents)} document(s): " + "; ".join(result.documents[:5])
+            _settle(conn, context, row, state, summary)
+            record_audit(conn, "edi.processed", actor=context.actor, subject=row["display_name"],
+                         detail={"partner": partner.key, "documents": result.documents[:50], "state": state})
+        result.state = state
+    _archive(context, conn, row, "processed")
+    for instance, sale_id in touched:
+        result.sales.append(advance_sale(conn, context, instance, sale_id, allow_planning=False,
+                                         cause=f"{label} processed"))
+    return result
 
 
-def handle_shipping_advice(conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig,
-                           advice: WarehouseShippingAdvice, file_id: int) -> list[str]:
-    """Queue and run the Cin7 shipment for a 945; after it, the Shopify tracking when the sale came from a store."""
-    fulfilment = _fulfilment_for(conn, partner, advice.order_number)
-    ordered = {line["sku"]: Decimal(line["quantity"]) for line in fulfilment["lines"]}
-    shipped_before: dict[str, Decimal] = {}
-    for shipment in fulfilment["shipments"]:
-        for sku, quantity in shipment["lines"].items():
-            shipped_before[sku] = shipped_before.get(sku, Decimal(0)) + Decimal(quantity)
-    now_shipped = {}
-    short = False
-    for line in advice.lines:
-        sku = line.product_ids.get("VN") or next(iter(line.product_ids.values()), "")
-        now_shipped[sku] = now_shipped.get(sku, Decimal(0)) + line.quantity_shipped
-        # W1201 PR/BP: shipped in part, the rest follows. Anything else short of the order (CP "partial,
-        # considered complete") is final: a short-ship.
-        so_far = shipped_before.get(sku, Decimal(0)) + line.quantity_shipped
-        if line.status not in REST_FOLLOWS and so_far < ordered[sku]:
-            short = True
-    total = {sku: shipped_before.get(sku, Decimal(0)) + now_shipped.get(sku, Decimal(0)) for sku in ordered}
-    complete = all(total[sku] >= ordered[sku] for sku in ordered)
-    status = "AUTHORISED" if complete or short else "PARTIALLY AUTHORISED"
-    number, url, carrier = tracking_of(advice)
-    shipment_ref = advice.shipment_id or number or str(file_id)
-    key = f"cin7.ship:{fulfilment['instance']}:{fulfilment['task_id']}:{shipment_ref}"
-    payload = {
-        "instance": fulfilment["instance"], "sale_id": fulfilment["sale_id"], "seq": fulfilment["seq"],
-        "task_id": fulfilment["task_id"], "status": status, "short": short and not complete,
-        "tracking_number": number, "tracking_url": url, "carrier": carrier, "ship_date": advice.ship_date,
-        "shipped": {sku: str(q) for sku, q in now_shipped.items()},
-        "shipped_total": {sku: str(q) for sku, q in total.items()},
-        "ordered": {sku: str(q) for sku, q in ordered.items()}, "depositor_order": advice.order_number,
-    }  # fmt: skip
-    with conn.transaction():
-        outbox.enqueue(conn, key, SHIP_IN_CIN7, payload, instance=fulfilment["instance"],
-                       subject=fulfilment["sale_id"], actor=context.actor)
-    item = outbox.run_item(conn, key, context.handlers()[SHIP_IN_CIN7], context.policy, notifier=context.notifier,
-                           actor=context.actor)
-    keys = [f"{key}: {item.outcome}"]
-    if item.state == "done":
-        keys += queue_tracking(conn, context, item)
-    return keys
-
-
-handle_shipping_advice.precheck = _precheck_945  # type: ignore[attr-defined]
-
-
-def _ship_lines(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"ShipmentDate": _iso_date(payload["ship_date"]), "Carrier": payload["carrier"], "Box": "Box 1",
-             "TrackingNumber": payload["tracking_number"], "TrackingURL": payload["tracking_url"], "IsShipped": True}]
-
-
-def _iso_date(x12_date: str) -> str:
-    return f"{x12_date[:4]}-{x12_date[4:6]}-{x12_date[6:8]}" if len(x12_date) == 8 else x12_date
-
-
-class ShipFulfilmentHandler:
-    """Packs and ships one fulfilment task in Cin7 Core with carrier, tracking number and URL.
-
-    A short-ship first undoes the task and re-picks what was really shipped (the rest goes back on the order);
-    a partial shipment sets the ship stage PARTIALLY AUTHORISED and a later one completes it."""
-
-    def __init__(self, context: InboundContext) -> None:
-        self.context = context
-
-    def find_existing(self, item: outbox.OutboxItem) -> dict[str, Any] | None:
-        p = item.payload
-        ship = self.context.cin7(p["instance"]).get("sale/fulfilment/ship", {"TaskID": p["task_id"]})
-        for line in ship.get("Lines") or []:
-            if p["tracking_number"] and line.get("TrackingNumber") == p["tracking_number"]:
-                return self._record(item, ship.get("Status", ""))
-        return None
-
-    def perform(self, item: outbox.OutboxItem) -> dict[str, Any]:
-        p = item.payload
-        client = self.context.cin7(p["instance"])
-        tasks = client.get("sale/fulfilment", {"SaleID": p["sale_id"]}).get("Fulfilments") or []
-        task = next((t for t in tasks if t["TaskID"] == p["task_id"]), None)
-        if task is None:
-            raise outbox.PermanentError(f"fulfilment task {p['task_id']} is gone from sale {p['sale_id']}")
-        if p["short"] and task["Pack"]["Status"] not in ("AUTHORISED",):
-            self._repick(client, task, {sku: Decimal(q) for sku, q in p["shipped_total"].items()})
-        if task["Pack"]["Status"] != "AUTHORISED":
-            client.post("sale/fulfilment/pack", {"TaskID": p["task_id"], "Status": "AUTHORISED"})
-        ship = client.get("sale/fulfilment/ship", {"TaskID": p["task_id"]})
-        lines = [line for line in ship.get("Lines") or [] if line.get("IsShipped")] if ship.get("Status") in _SHIPPED \
-            else []
-        body = {"TaskID": p["task_id"], "Status": p["status"],
-                "Lines": [{"ShipmentDate": line.get("ShipmentDate"), "Carrier": line.get("Carrier"),
-                           "Box": line.get("Boxes"), "TrackingNumber": line.get("TrackingNumber"),
-                           "TrackingURL": line.get("TrackingURL"), "IsShipped": True} for line in lines]
-                + _ship_lines(p)}  # fmt: skip
-        if ship.get("Status") == "PARTIALLY AUTHORISED":
-            client.put("sale/fulfilment/ship", body)
+def _apply(conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, stream: BinaryIO,
+           file_id: int, label: str, result: InboundResult) -> tuple[list[tuple[str, str]], int, int]:
+    """Act on each document once; returns (sales to advance, documents that act, of them new ones)."""
+    touched: list[tuple[str, str]] = []
+    acting = new = 0
+    for set_id, document in _documents(stream):
+        if isinstance(document, FunctionalAck):
+            matched = exchange.apply_functional_ack(conn, partner.key, document)
+            result.documents.append(f"997 for group {document.group_control_number}: "
+                                    f"{matched['state'] if matched else 'unmatched'}")
+            if matched:  # the sales whose 940 it answers move on (acknowledged) from their state
+                touched += [sale for sale in conn.execute(
+                    "SELECT DISTINCT instance, sale_id FROM automation.fulfilments WHERE edi_file_id = %s",
+                    (matched["file_id"],)).fetchall() if tuple(sale) not in touched]  # fmt: skip
+            if matched and matched["state"] == "rejected" and context.notifier is not None:
+                context.notifier.notify(
+                    f"{partner.name} rejected our group {document.group_control_number}",
+                    f"997 from {partner.name}: {matched}", key=f"edi.rejected:{partner.key}:{matched['id']}",
+                    conn=conn)
+        elif isinstance(document, WarehouseShippingAdvice):
+            acting += 1
+            sale = sale_of_advice(conn, partner, document)
+            with order_lock(conn, *sale, wait_seconds=context.lock_wait_seconds, raise_if_busy=True):
+                sale, created = record_shipping_advice(conn, context, partner, document, file_id, label)
+            result.documents.append(f"945 {document.order_number}: {'new' if created else 'duplicate'}")
+            if created:
+                new += 1
+                if sale not in touched:
+                    touched.append(sale)
         else:
-            client.post("sale/fulfilment/ship", body)
-        return self._record(item, p["status"])
-
-    def _repick(self, client: Any, task: Mapping[str, Any], shipped: Mapping[str, Decimal]) -> None:
-        lines = task["Pick"]["Lines"]
-        client.delete("sale/fulfilment", {"TaskID": task["TaskID"], "Void": "false"})
-        kept = [{"ProductID": line["ProductID"], "SKU": line["SKU"], "Location": line.get("Location"),
-                 "Quantity": float(min(Decimal(str(line["Quantity"])), shipped.get(line["SKU"], Decimal(0))))}
-                for line in lines]  # fmt: skip
-        client.post("sale/fulfilment/pick", {"TaskID": task["TaskID"], "Status": "AUTHORISED",
-                                             "Lines": [line for line in kept if line["Quantity"] > 0]})
-
-    def _record(self, item: outbox.OutboxItem, status: str) -> dict[str, Any]:
-        p = item.payload
-        state = "short_shipped" if p["short"] else ("shipped" if p["status"] == "AUTHORISED" else "partially_shipped")
-        shipment = {"outbox_key": item.key, "tracking_number": p["tracking_number"], "carrier": p["carrier"],
-                    "lines": p["shipped"], "status": status}
-        with psycopg.connect(self.context.database_url, autocommit=True) as conn:
-            conn.execute(
-                """UPDATE automation.fulfilments SET state = %s, updated_at = now(),
-                          shipments = CASE WHEN shipments @> %s THEN shipments ELSE shipments || %s END
-                    WHERE instance = %s AND sale_id = %s AND seq = %s""",
-                (state, Jsonb([{"outbox_key": item.key}]), Jsonb([shipment]), p["instance"], p["sale_id"], p["seq"]),
-            )
-        return {"status": status, "tracking_number": p["tracking_number"]}
+            result.documents.append(f"{set_id} {getattr(document, 'po_number', '') or ''}".strip())
+            result.outbox += context.extra_handlers[set_id](conn, context, partner, document, file_id)
+            acting += 1
+            new += 1  # set handlers keep their own once-only records (e.g. one sale per PO)
+    return touched, acting, new
 
 
-# ---------------------------------------------------------------- tracking to Shopify
+# ---------------------------------------------------------------- without a sensor (demo, tests, CLI)
 
 
-def queue_tracking(conn: psycopg.Connection, context: InboundContext, shipped: outbox.OutboxItem) -> list[str]:
-    """After Cin7 shipped: post the tracking to the Shopify order the sale came from (matched by the sale's
-    SourceChannel to a configured store and its ExternalID to the order)."""
-    p = shipped.payload
-    if context.shopify is None or not p["tracking_number"]:
-        return []
-    sale = conn.execute("SELECT payload->>'SourceChannel', payload->>'ExternalID' FROM erp_cache.sales "
-                        "WHERE instance = %s AND id = %s", (p["instance"], p["sale_id"])).fetchone()
-    if sale is None:
-        sale_doc = context.cin7(p["instance"]).get("sale", {"ID": p["sale_id"]})
-        sale = (sale_doc.get("SourceChannel"), sale_doc.get("ExternalID"))
-    channel, external_id = sale
-    store = next((s for s in context.config.automation.shopify
-                  if s.instance == p["instance"] and s.source_channel == channel), None)
-    if store is None or not external_id:
-        return []
-    key = f"shopify.tracking:{store.key}:{external_id}:{p['tracking_number']}"
-    with conn.transaction():
-        outbox.enqueue(conn, key, POST_TRACKING,
-                       {"store": store.key, "external_id": external_id, "tracking_number": p["tracking_number"],
-                        "tracking_url": p["tracking_url"], "carrier": p["carrier"], "lines": p["shipped"],
-                        "instance": p["instance"], "sale_id": p["sale_id"]},
-                       instance=p["instance"], subject=p["sale_id"], actor=context.actor)  # fmt: skip
-    item = outbox.run_item(conn, key, context.handlers()[POST_TRACKING], context.policy, notifier=context.notifier,
-                           actor=context.actor)
-    return [f"{key}: {item.outcome}"]
+def process_partner_file(conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig,
+                         file_name: str) -> InboundResult:
+    """Process one file in the partner's inbox now, as a run for its current listing would (for callers that
+    know the file is complete: the demo, tests). `file_name` is the name as listed."""
+    ensure_order_tables(conn)
+    remote = context.transport(partner.key).stat(file_name)
+    if remote is None:
+        return InboundResult(partner.key, file_name, "incomplete", "no such file in the inbox")
+    entry = InboxEntry.of(partner.key, remote)
+    known = conn.execute("SELECT attempts FROM automation.inbound_files WHERE partner = %s AND name = %s AND "
+                         "listed_size = %s AND listed_modified = %s",
+                         (partner.key, entry.name, entry.size, entry.modified)).fetchone()  # fmt: skip
+    return process_inbox_entry(conn, context, partner, dataclasses.replace(entry, attempt=known[0] if known else 0))
 
 
-class PostTrackingHandler:
-    """Creates the Shopify fulfillment with the tracking; the client's `post_tracking` returns the existing
-    fulfillment when one with this tracking number is already on the order, so a retry posts nothing twice."""
-
-    def __init__(self, context: InboundContext) -> None:
-        self.context = context
-
-    def find_existing(self, item: outbox.OutboxItem) -> None:
-        return None  # post_tracking itself looks first
-
-    def perform(self, item: outbox.OutboxItem) -> dict[str, Any]:
-        p = item.payload
-        client = self.context.shopify(p["store"])
-        fulfillment = client.post_tracking(
-            p["external_id"], {sku: Decimal(q) for sku, q in p["lines"].items()} or None,
-            p["tracking_number"], p["tracking_url"], p["carrier"],
-        )
-        return {"fulfillment_id": fulfillment.get("id"), "status": fulfillment.get("status")}
+def process_inbox(conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig,
+                  on_error: Callable[[str, Exception], None] | None = None) -> list[InboundResult]:
+    """Every file in the partner's inbox, one after the other; one file's outage is reported to `on_error`
+    (default: logged) and does not stop the others."""
+    results = []
+    for remote in context.transport(partner.key).list_inbound():
+        try:
+            results.append(process_partner_file(conn, context, partner, remote.name))
+        except Exception as exc:
+            (on_error or (lambda name, error: _log.warning("%s: %s", name, error)))(remote.display_name, exc)
+    return results

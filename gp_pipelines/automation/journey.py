@@ -12,11 +12,16 @@ from psycopg.rows import dict_row
 
 def order_journey(conn: psycopg.Connection, instance: str, sale_id: str) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
-        routed = cur.execute("SELECT order_number, state, reason, plan FROM automation.routed_sales "
+        routed = cur.execute("SELECT order_number, state, reason, plan FROM automation.sales "
                              "WHERE instance = %s AND sale_id = %s", (instance, sale_id)).fetchone() or {}
         fulfilments = cur.execute(
-            """SELECT f.seq, f.location, f.partner, f.depositor_order, f.task_id, f.state, f.shipments, f.lines,
-                      ef.file_name AS order_file, i.state AS ack_state
+            """SELECT f.seq, f.location, f.partner, f.depositor_order, f.task_id, f.state, f.lines,
+                      ef.file_name AS order_file, i.state AS ack_state,
+                      coalesce((SELECT jsonb_agg(jsonb_build_object('lines', s.lines, 'carrier', s.carrier,
+                                                                    'tracking_number', s.tracking_number,
+                                                                    'status', s.state) ORDER BY s.id)
+                                  FROM automation.shipments s WHERE s.instance = f.instance
+                                   AND s.sale_id = f.sale_id AND s.seq = f.seq), '[]') AS shipments
                  FROM automation.fulfilments f
                  LEFT JOIN automation.edi_files ef ON ef.id = f.edi_file_id
                  LEFT JOIN automation.edi_interchanges i ON i.file_id = f.edi_file_id AND i.direction = 'out'
@@ -25,7 +30,7 @@ def order_journey(conn: psycopg.Connection, instance: str, sale_id: str) -> dict
             "SELECT key, kind, state, attempts, result FROM automation.outbox WHERE instance = %s AND subject = %s "
             "ORDER BY id", (instance, sale_id)).fetchall()
     return {"instance": instance, "sale_id": sale_id, "order_number": routed.get("order_number", ""),
-            "state": routed.get("state", "not routed"), "reason": routed.get("reason"),
+            "state": routed.get("state", "not taken on"), "reason": routed.get("reason"),
             "plan": routed.get("plan"), "fulfilments": fulfilments, "actions": actions}
 
 
@@ -46,7 +51,7 @@ def format_journey(journey: dict[str, Any]) -> str:
             lines.append(f"      940 {f['order_file']} → 997 {f['ack_state'] or 'not yet'}")
         for shipment in f["shipments"]:
             lines.append(f"      945 shipped {shipment['lines']} by {shipment['carrier']}, tracking "
-                         f"{shipment['tracking_number']} → Cin7 ship {shipment['status']}")
+                         f"{shipment['tracking_number']} → {shipment['status']}")
     for action in journey["actions"]:
         if action["kind"] == "shopify_post_tracking":
             result = action["result"] or {}

@@ -1,126 +1,162 @@
-"""Routing an authorised sale: plan its fulfilments, create them in Cin7 Core, send each 3PL its 940.
+"""Routing authorised sales: which sales are offered, how one is planned, its Cin7 fulfilments and its 940s.
 
-`route_sale` is the whole step for one sale, safe to run any number of times and from several processes:
+Nothing here chains one step to the next: `automation.reconcile` reads the durable state and asks for each step.
 
-1. It holds the order lock (a PostgreSQL advisory lock per instance and sale) for the whole step.
-2. A sale already routed is left alone. Otherwise it is re-read from Cin7 Core, not only from the cache, and
-   must still be authorised, not voided, and without fulfilments someone else started; if not, it is marked
-   skipped (with the reason and the sale's `LastModifiedOn`, so a later change brings it back).
-3. The routing planner splits it over locations (`automation.routing`), from the stock in the cache less what
-   earlier routings planned that the cache does not show yet. The plan, one row per fulfilment and one outbox
-   item per Cin7 fulfilment are written in one transaction.
-4. Each outside action runs through the outbox (`automation.outbox`): create the fulfilment task and authorise
-   its pick lines at the planned location; then, for a location run by a 3PL, write its 940 (control numbers
-   allocated and the file stored in the same transaction as the outbox item, so a retry sends the same bytes)
-   and deliver it by the partner's transport. A retry asks Cin7 first whether the task already exists.
-
-A crash anywhere leaves either nothing or a plan whose outbox items a rerun (or the outbox retry job) finishes.
+- **Offers.** `routing_offers` lists what a routing run should look at: authorised sales ordered on or after the
+  start line that the automation has not taken on yet, sales whose routing run failed or died (their lease
+  expired), sales waiting for stock whose products' stock changed in the cache, and held sales that changed
+  in Cin7 Core. Each offer carries the number of offers the sale has had, so a run key built from it is new
+  for every retry. `sales_before_start_line` lists what an operator may admit by hand.
+- **Planning.** `plan_sale` re-reads the sale from Cin7 Core, checks it may be routed, plans what no fulfilment
+  covers yet from the cache's stock (less what other routings planned that the cache does not show yet), and
+  writes the fulfilments with their outbox items in one transaction. A sale partly backordered keeps its
+  remainder in `automation.sales.backordered`; a later plan (when stock arrives) covers it in a new round.
+  Everything later steps need from the sale (addresses for the 940, the web store order for tracking) is kept
+  in the sale's row, so they read no outside system.
+- **Outside actions** (outbox handlers): create the Cin7 fulfilment task and authorise its pick at the planned
+  location; deliver a stored file (the 940) by the partner's transport. A retry asks Cin7 first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from gp_pipelines.automation import exchange, outbox
-from gp_pipelines.automation.locks import order_lock
+from gp_pipelines.automation.context import AutomationContext
 from gp_pipelines.automation.routing import LocationRule, Order, OrderLine, RoutingPlan, plan_fulfilments
 from gp_pipelines.automation.schema import ensure_automation_schema, record_audit
-from gp_pipelines.cin7.client import Cin7Client
+from gp_pipelines.automation.state import FULFILMENT, SALE, ensure_state_tables, record_history, rows, transition
 from gp_pipelines.config import PartnerConfig, PlatformConfig
-from gp_pipelines.connectors.transport import Transport
 from gp_pipelines.edi.models import Party, WarehouseOrderLine, WarehouseShippingOrder
 
 CREATE_FULFILMENT = "cin7_create_fulfilment"
 SEND_EDI = "edi_send"
 DEFAULT_ACK_WITHIN = timedelta(hours=4)
 _AUTHORISED = ("AUTHORISED",)
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS automation.routed_sales (
-    instance text NOT NULL,
-    sale_id text NOT NULL,
-    order_number text NOT NULL DEFAULT '',
-    sale_updated text NOT NULL DEFAULT '',
-    state text NOT NULL CHECK (state IN ('planned', 'routed', 'skipped')),
-    reason text,
-    plan jsonb,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (instance, sale_id)
-);
-CREATE TABLE IF NOT EXISTS automation.fulfilments (
-    instance text NOT NULL,
-    sale_id text NOT NULL,
-    seq int NOT NULL,
-    location text NOT NULL,
-    partner text,
-    depositor_order text NOT NULL UNIQUE,
-    task_id text,
-    edi_file_id bigint,
-    lines jsonb NOT NULL,
-    state text NOT NULL CHECK (state IN ('planned', 'created', 'sent', 'partially_shipped', 'shipped',
-                                         'short_shipped')),
-    shipments jsonb NOT NULL DEFAULT '[]',
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (instance, sale_id, seq)
-);
-CREATE INDEX IF NOT EXISTS fulfilments_open ON automation.fulfilments (instance, location)
-    WHERE state IN ('planned', 'created', 'sent');
-"""
+# Fulfilments whose stock the cache may not show as allocated yet (taken off what routing sees as available).
+OPEN_FULFILMENT_STATES = ("planned", "created", "sent", "acknowledged")
+# A business date as Cin7 writes it (yyyy-MM-ddT00:00:00); anything else is not compared.
+_ORDER_DATE = r"^\d{4}-\d{2}-\d{2}"
 
 
 def ensure_order_tables(conn: psycopg.Connection) -> None:
     ensure_automation_schema(conn)
     exchange.ensure_exchange_tables(conn)
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gp.ddl.automation.orders', 0))")
-        conn.execute(_DDL)
+    ensure_state_tables(conn)
 
 
-# ---------------------------------------------------------------- what is waiting to be routed
+# ---------------------------------------------------------------- offers
 
 
 @dataclass(frozen=True)
-class UnroutedSale:
+class RoutingOffer:
     instance: str
     sale_id: str
     order_number: str
-    updated: str
+    attempt: int  # routing offers the sale has had: part of the run key, so every retry is a new run
+    why: str  # new | retry | stock_changed | sale_changed
+
+    @property
+    def run_key(self) -> str:
+        return f"route:{self.instance}:{self.sale_id}:{self.attempt}"
 
 
-def unrouted_sales(conn: psycopg.Connection, instances: Sequence[str], limit: int | None = None,
-                   prefer_channel: str = "") -> list[UnroutedSale]:
-    """Authorised sales in the cache that nobody has started fulfilling and we have not routed (nor skipped
-    in their current version), oldest first (sales from `prefer_channel` with an ExternalID first, if given)."""
-    sql = """
+# Authorised sales nobody has started fulfilling (in the cache's view).
+_ROUTABLE_IN_CACHE = """
+    s.deleted_at IS NULL
+    AND s.payload->'Order'->>'Status' = 'AUTHORISED'
+    AND s.payload->>'Status' NOT IN ('VOIDED', 'CREDITED', 'COMPLETED')
+    AND coalesce(s.payload->>'CombinedShippingStatus', '') NOT IN ('SHIPPED', 'SHIPPING')
+    AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(s.payload->'Fulfilments', '[]')) t
+                     WHERE jsonb_array_length(coalesce(t->'Pick'->'Lines', '[]')) > 0)"""
+
+
+def _order_date_sql(alias: str = "s") -> str:
+    return (f"CASE WHEN {alias}.payload->>'SaleOrderDate' ~ '{_ORDER_DATE}' "
+            f"THEN left({alias}.payload->>'SaleOrderDate', 10)::date END")  # fmt: skip
+
+
+def routing_offers(conn: psycopg.Connection, config: PlatformConfig, start: datetime, *, limit: int = 50,
+                   prefer_channel: str = "", now: datetime | None = None) -> list[RoutingOffer]:
+    """What routing runs should look at now (see the module docstring), new sales oldest first (sales from
+    `prefer_channel` with an ExternalID first, when given)."""
+    at = now or datetime.now(UTC)
+    offers: list[RoutingOffer] = []
+    for instance in sorted({rule.instance for rule in config.automation.locations}):
+        locations = [rule.location for rule in config.automation.locations if rule.instance == instance]
+        params = {"instance": instance, "start": start.date(), "channel": prefer_channel, "now": at,
+                  "locations": locations, "limit": limit}  # fmt: skip
+        new = rows(conn, f"""
+            SELECT s.id AS sale_id, coalesce(s.payload->'Order'->>'SaleOrderNumber', '') AS order_number
+              FROM erp_cache.sales s
+             WHERE s.instance = %(instance)s AND {_ROUTABLE_IN_CACHE}
+               AND {_order_date_sql()} >= %(start)s
+               AND NOT EXISTS (SELECT 1 FROM automation.sales a WHERE a.instance = s.instance AND a.sale_id = s.id)
+             ORDER BY (s.payload->>'SourceChannel' = %(channel)s AND coalesce(s.payload->>'ExternalID', '') <> '')
+                      DESC, s.payload->>'SaleOrderDate', s.id
+             LIMIT %(limit)s""", params)  # fmt: skip
+        offers += [RoutingOffer(instance, row["sale_id"], row["order_number"], 0, "new") for row in new]
+        taken = rows(conn, """
+            SELECT a.sale_id, a.order_number, a.attempts,
+                   CASE WHEN a.state = 'new' THEN 'retry'
+                        WHEN a.state = 'held' THEN 'sale_changed' ELSE 'stock_changed' END AS why
+              FROM automation.sales a
+              LEFT JOIN erp_cache.sales s ON s.instance = a.instance AND s.id = a.sale_id
+             WHERE a.instance = %(instance)s
+               AND (a.lease_until IS NULL OR a.lease_until < %(now)s) AND a.next_attempt_at <= %(now)s
+               AND (a.state = 'new'
+                    OR (a.state = 'held' AND s.payload->>'LastModifiedOn' IS DISTINCT FROM a.sale_updated)
+                    OR (a.state NOT IN ('held', 'cancelled', 'given_up') AND a.backordered <> '[]'
+                        AND EXISTS (
+                            SELECT 1 FROM erp_cache.product_availability p
+                             WHERE p.instance = a.instance AND p.deleted_at IS NULL
+                               AND p.payload->>'ID' IN (SELECT b->>'product_id'
+                                                          FROM jsonb_array_elements(a.backordered) b)
+                               AND p.payload->>'Location' = ANY(%(locations)s)
+                               AND (p.payload->>'Available')::numeric > 0
+                               AND p.synced_at > coalesce(a.stock_checked_at, '-infinity'))))
+             ORDER BY a.next_attempt_at, a.sale_id
+             LIMIT %(limit)s""", params)  # fmt: skip
+        offers += [RoutingOffer(instance, row["sale_id"], row["order_number"], row["attempts"], row["why"])
+                   for row in taken]  # fmt: skip
+    return offers[:limit]
+
+
+def sales_before_start_line(conn: psycopg.Connection, config: PlatformConfig, since: datetime, start: datetime,
+                            instance: str | None = None) -> list[dict[str, Any]]:
+    """Authorised, unfulfilled sales ordered from `since` up to the start line that the automation has not taken
+    on: what `gp-pipelines orders route --since` would admit."""
+    instances = sorted({rule.instance for rule in config.automation.locations if instance in (None, rule.instance)})
+    return rows(conn, f"""
         SELECT s.instance, s.id AS sale_id, coalesce(s.payload->'Order'->>'SaleOrderNumber', '') AS order_number,
-               coalesce(s.payload->>'LastModifiedOn', '') AS updated
+               {_order_date_sql()} AS order_date, coalesce(s.payload->>'Customer', '') AS customer
           FROM erp_cache.sales s
-         WHERE s.deleted_at IS NULL AND s.instance = ANY(%(instances)s)
-           AND s.payload->'Order'->>'Status' = 'AUTHORISED'
-           AND s.payload->>'Status' NOT IN ('VOIDED', 'CREDITED', 'COMPLETED')
-           AND coalesce(s.payload->>'CombinedShippingStatus', '') NOT IN ('SHIPPED', 'SHIPPING')
-           AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(coalesce(s.payload->'Fulfilments', '[]')) t
-                            WHERE jsonb_array_length(coalesce(t->'Pick'->'Lines', '[]')) > 0)
-           AND NOT EXISTS (SELECT 1 FROM automation.routed_sales r
-                            WHERE r.instance = s.instance AND r.sale_id = s.id
-                              AND (r.state <> 'skipped' OR r.sale_updated = coalesce(s.payload->>'LastModifiedOn', '')))
-         ORDER BY (s.payload->>'SourceChannel' = %(channel)s AND coalesce(s.payload->>'ExternalID', '') <> '')
-                  DESC, s.payload->>'SaleOrderDate', s.id"""
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    with conn.cursor(row_factory=dict_row) as cur:
-        params = {"instances": list(instances), "channel": prefer_channel}
-        return [UnroutedSale(**row) for row in cur.execute(sql, params).fetchall()]
+         WHERE s.instance = ANY(%(instances)s) AND {_ROUTABLE_IN_CACHE}
+           AND {_order_date_sql()} >= %(since)s AND {_order_date_sql()} < %(start)s
+           AND NOT EXISTS (SELECT 1 FROM automation.sales a WHERE a.instance = s.instance AND a.sale_id = s.id)
+         ORDER BY s.instance, {_order_date_sql()}, s.id""",
+                {"instances": instances, "since": since.date(), "start": start.date()})  # fmt: skip
+
+
+def admit_sale(conn: psycopg.Connection, instance: str, sale_id: str, *, admitted_by: str, cause: str,
+               actor: str | None, order_number: str = "") -> bool:
+    """Take a sale on (state `new`); False when it was taken on before."""
+    with conn.transaction():
+        created = conn.execute(
+            "INSERT INTO automation.sales (instance, sale_id, order_number, state, admitted_by) "
+            "VALUES (%s, %s, %s, 'new', %s) ON CONFLICT DO NOTHING RETURNING 1",
+            (instance, sale_id, order_number, admitted_by),
+        ).fetchone()
+        if created:
+            record_history(conn, SALE, (instance, sale_id), None, "new", cause=cause, actor=actor)
+    return created is not None
 
 
 # ---------------------------------------------------------------- inputs of the planner
@@ -140,33 +176,48 @@ def ship_to_region(sale: Mapping[str, Any]) -> str:
     return str(address.get("State") or address.get("Country") or "*").strip() or "*"
 
 
-def order_from_sale(sale: Mapping[str, Any]) -> Order:
-    lines = tuple(
+def order_lines(sale: Mapping[str, Any]) -> list[OrderLine]:
+    return [
         OrderLine(str(line["ProductID"]), str(line.get("SKU", "")), Decimal(str(line.get("Quantity", 0))), str(i))
         for i, line in enumerate((sale.get("Order") or {}).get("Lines") or [])
         if Decimal(str(line.get("Quantity", 0))) > 0
-    )
-    return Order(str(sale["ID"]), ship_to_region(sale), lines)
+    ]
 
 
-def available_stock(conn: psycopg.Connection, instance: str, sale: Mapping[str, Any]) -> dict[tuple[str, str], Decimal]:
-    """Stock per (location, product) for routing this sale.
+def remaining_lines(lines: Sequence[OrderLine], covered: Mapping[str, Decimal]) -> list[OrderLine]:
+    """The order lines less what fulfilments already cover (per product, taken from the earliest lines first)."""
+    left = dict(covered)
+    remaining = []
+    for line in lines:
+        take = min(line.quantity, left.get(line.product_id, Decimal(0)))
+        left[line.product_id] = left.get(line.product_id, Decimal(0)) - take
+        if line.quantity - take > 0:
+            remaining.append(OrderLine(line.product_id, line.sku, line.quantity - take, line.line_id))
+    return remaining
+
+
+def order_from_sale(sale: Mapping[str, Any]) -> Order:
+    return Order(str(sale["ID"]), ship_to_region(sale), tuple(order_lines(sale)))
+
+
+def available_stock(conn: psycopg.Connection, instance: str, sale: Mapping[str, Any],
+                    lines: Sequence[OrderLine] | None = None) -> dict[tuple[str, str], Decimal]:
+    """Stock per (location, product) for routing `lines` of this sale (default: all of its lines).
 
     The cache's `Available` already excludes this sale's own allocation at its header location once the cache
-    has seen the sale authorised, so that quantity is added back there. Fulfilments we planned for other sales
-    after the availability row was last synced are not in the cache yet, so they are taken off."""
-    product_ids = sorted({str(line["ProductID"]) for line in (sale.get("Order") or {}).get("Lines") or []})
+    has seen the sale authorised, so the quantity still to route is added back there. Fulfilments we planned
+    for other sales after the availability row was last synced are not in the cache yet, so they are taken off."""
+    wanted = list(lines) if lines is not None else order_lines(sale)
+    product_ids = sorted({line.product_id for line in wanted})
     stock: dict[tuple[str, str], Decimal] = {}
-    rows = conn.execute(
-        """SELECT a.payload->>'Location', a.payload->>'ID', sum((a.payload->>'Available')::numeric),
-                  max(a.synced_at)
+    synced_at = {}
+    for location, product_id, available, synced in conn.execute(
+        """SELECT a.payload->>'Location', a.payload->>'ID', sum((a.payload->>'Available')::numeric), max(a.synced_at)
              FROM erp_cache.product_availability a
             WHERE a.instance = %s AND a.deleted_at IS NULL AND a.payload->>'ID' = ANY(%s)
             GROUP BY 1, 2""",
         (instance, product_ids),
-    ).fetchall()
-    synced_at = {}
-    for location, product_id, available, synced in rows:
+    ).fetchall():
         stock[(location, product_id)] = Decimal(available or 0)
         synced_at[(location, product_id)] = synced
     sale_seen = conn.execute(
@@ -174,208 +225,173 @@ def available_stock(conn: psycopg.Connection, instance: str, sale: Mapping[str, 
         "payload->'Order'->>'Status' = 'AUTHORISED'", (instance, str(sale["ID"]))
     ).fetchone()
     header = str(sale.get("Location") or "")
-    for line in (sale.get("Order") or {}).get("Lines") or []:
-        key = (header, str(line["ProductID"]))
+    for line in wanted:
+        key = (header, line.product_id)
         if key in stock and sale_seen is not None and synced_at.get(key) and synced_at[key] >= sale_seen[0]:
-            stock[key] += Decimal(str(line.get("Quantity", 0)))
-    planned = conn.execute(
+            stock[key] += line.quantity
+    for location, product_id, quantity, created in conn.execute(
         """SELECT f.location, l->>'product_id', sum((l->>'quantity')::numeric), min(f.created_at)
              FROM automation.fulfilments f, jsonb_array_elements(f.lines) l
-            WHERE f.instance = %s AND f.state IN ('planned', 'created', 'sent') AND f.sale_id <> %s
-              AND l->>'product_id' = ANY(%s)
+            WHERE f.instance = %s AND f.state = ANY(%s) AND f.sale_id <> %s AND l->>'product_id' = ANY(%s)
             GROUP BY 1, 2""",
-        (instance, str(sale["ID"]), product_ids),
-    ).fetchall()
-    for location, product_id, quantity, created in planned:
+        (instance, list(OPEN_FULFILMENT_STATES), str(sale["ID"]), product_ids),
+    ).fetchall():
         key = (location, product_id)
         if key in stock and (synced_at.get(key) is None or created > synced_at[key]):
             stock[key] -= Decimal(quantity)
     return stock
 
 
-# ---------------------------------------------------------------- the routing step
+# ---------------------------------------------------------------- planning
 
 
-@dataclass
-class RoutingOutcome:
-    instance: str
-    sale_id: str
-    state: str  # routed | already_routed | skipped | locked
-    reason: str = ""
-    order_number: str = ""
-    plan: RoutingPlan | None = None
-    fulfilments: list[dict[str, Any]] = field(default_factory=list)
-    outbox: list[str] = field(default_factory=list)  # outcome per outbox item run in this step
-
-    def as_metadata(self) -> dict[str, Any]:
-        return {
-            "instance": self.instance, "sale": self.order_number or self.sale_id, "state": self.state,
-            "reason": self.reason, "shipments": len(self.fulfilments),
-            "split": len(self.fulfilments) > 1,
-            "locations": ", ".join(f["location"] for f in self.fulfilments),
-            "backordered": str(self.plan.backordered_quantity) if self.plan else "0",
-        }  # fmt: skip
-
-
-def _why_not_routable(sale: Mapping[str, Any]) -> str:
-    if sale.get("Status") == "VOIDED":
-        return "the sale is voided"
+def _why_not_routable(sale: Mapping[str, Any], own_tasks: set[str]) -> str:
     order_status = (sale.get("Order") or {}).get("Status")
     if order_status not in _AUTHORISED:
         return f"the order is {order_status or 'missing'}, not AUTHORISED"
     for task in sale.get("Fulfilments") or []:
-        if task.get("FulFilmentStatus") != "VOIDED" and (task.get("Pick") or {}).get("Lines"):
+        if (task.get("TaskID") not in own_tasks and task.get("FulFilmentStatus") != "VOIDED"
+                and (task.get("Pick") or {}).get("Lines")):
             return "someone already started fulfilling it in Cin7 Core"
     return ""
 
 
-def _plan_json(plan: RoutingPlan) -> dict[str, Any]:
+def line_json(line: Any) -> dict[str, Any]:
+    return {"product_id": line.product_id, "sku": line.sku, "quantity": str(line.quantity), "line_id": line.line_id}
+
+
+def plan_json(plan: RoutingPlan) -> dict[str, Any]:
     return {
         "fulfilments": [
             {"location": f.location, "partner": f.partner, "transit_days": f.transit_days, "cost": f.cost,
-             "lines": [_line_json(line) for line in f.lines]}
+             "lines": [line_json(line) for line in f.lines]}
             for f in plan.fulfilments
         ],
-        "backorders": [_line_json(line) for line in plan.backorders],
+        "backorders": [line_json(line) for line in plan.backorders],
         "delivery_days": plan.delivery_days, "total_cost": plan.total_cost,
     }  # fmt: skip
 
 
-def _line_json(line: Any) -> dict[str, Any]:
-    return {"product_id": line.product_id, "sku": line.sku, "quantity": str(line.quantity), "line_id": line.line_id}
+def sale_snapshot(sale: Mapping[str, Any]) -> dict[str, Any]:
+    """What later steps need from the sale (the 940's parties and lines, the web store order), kept at planning
+    so they read no outside system."""
+    order = sale.get("Order") or {}
+    return {
+        "Customer": sale.get("Customer") or "", "CustomerReference": sale.get("CustomerReference") or "",
+        "ShipBy": sale.get("ShipBy") or "", "ShippingAddress": sale.get("ShippingAddress") or {},
+        "SaleOrderNumber": order.get("SaleOrderNumber") or "", "Location": sale.get("Location") or "",
+        "SourceChannel": sale.get("SourceChannel") or "", "ExternalID": sale.get("ExternalID") or "",
+        "Lines": [{"ProductID": line.get("ProductID"), "SKU": line.get("SKU"), "Name": line.get("Name") or ""}
+                  for line in order.get("Lines") or []],
+    }  # fmt: skip
 
 
-@dataclass
-class RoutingContext:
-    """What a routing step needs from the outside: Cin7 per instance, transports per partner, the policy."""
-
-    config: PlatformConfig
-    database_url: str
-    cin7: Callable[[str], Cin7Client]
-    transport: Callable[[str], Transport]
-    policy: outbox.RetryPolicy
-    notifier: outbox.OutboxNotifier | None = None
-    actor: str = "gp-pipelines"
-    lock_wait_seconds: float = 30.0
-
-    def handlers(self) -> dict[str, outbox.OutboxHandler]:
-        return {CREATE_FULFILMENT: CreateFulfilmentHandler(self), SEND_EDI: SendEdiHandler(self)}
+def store_order(config: PlatformConfig, instance: str, sale: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(store key, order reference) of the web store the sale came from: its SourceChannel names a configured
+    Shopify store of this instance and its ExternalID the order; (None, None) otherwise."""
+    store = next((s for s in config.automation.shopify
+                  if s.instance == instance and s.source_channel == sale.get("SourceChannel")), None)  # fmt: skip
+    external_id = str(sale.get("ExternalID") or "")
+    return (store.key, external_id) if store is not None and external_id else (None, None)
 
 
-def route_sale(conn: psycopg.Connection, context: RoutingContext, instance: str, sale_id: str) -> RoutingOutcome:
-    """Route one sale (see the module docstring). `conn` must be in autocommit mode."""
-    ensure_order_tables(conn)
-    with order_lock(conn, instance, sale_id, wait_seconds=context.lock_wait_seconds) as held:
-        if not held:
-            return RoutingOutcome(instance, sale_id, "locked", "another run holds this order's lock")
-        existing = conn.execute(
-            "SELECT state, order_number FROM automation.routed_sales WHERE instance = %s AND sale_id = %s",
-            (instance, sale_id),
-        ).fetchone()
-        if existing and existing[0] == "routed":
-            return RoutingOutcome(instance, sale_id, "already_routed", order_number=existing[1],
-                                  fulfilments=_fulfilment_rows(conn, instance, sale_id))
-        if not existing or existing[0] == "skipped":
-            outcome = _plan(conn, context, instance, sale_id)
-            if outcome.state != "planned":
-                return outcome
-        return _execute(conn, context, instance, sale_id)
+def covered_quantities(conn: psycopg.Connection, instance: str, sale_id: str) -> dict[str, Decimal]:
+    """Per product, what our fulfilments of the sale cover (cancelled ones excepted)."""
+    covered: dict[str, Decimal] = {}
+    for product_id, quantity in conn.execute(
+        """SELECT l->>'product_id', sum((l->>'quantity')::numeric) FROM automation.fulfilments f,
+                  jsonb_array_elements(f.lines) l
+            WHERE f.instance = %s AND f.sale_id = %s AND f.state <> 'cancelled' GROUP BY 1""",
+        (instance, sale_id),
+    ).fetchall():
+        covered[product_id] = Decimal(quantity)
+    return covered
 
 
-def _plan(conn: psycopg.Connection, context: RoutingContext, instance: str, sale_id: str) -> RoutingOutcome:
-    sale = context.cin7(instance).get("sale", {"ID": sale_id})
-    order_number = str((sale.get("Order") or {}).get("SaleOrderNumber") or "")
-    updated = str(sale.get("LastModifiedOn") or "")
-    reason = _why_not_routable(sale)
-    rules = location_rules(context.config, instance)
-    plan = None
-    if not reason and not rules:
-        reason = f"no location rules are configured for instance {instance!r}"
-    if not reason:
-        plan = plan_fulfilments(order_from_sale(sale), available_stock(conn, instance, sale), rules)
-        if not plan.fulfilments:
-            reason = "no configured location has stock for any line; left for a later routing"
-    if reason:
-        with conn.transaction():
-            _upsert_routed(conn, instance, sale_id, order_number, updated, "skipped", reason, plan)
-            record_audit(conn, "routing.skipped", actor=context.actor, instance=instance, subject=sale_id,
-                         detail={"reason": reason})
-        return RoutingOutcome(instance, sale_id, "skipped", reason, order_number, plan)
-    assert plan is not None
-    with conn.transaction():
-        _upsert_routed(conn, instance, sale_id, order_number, updated, "planned", None, plan)
-        for seq, planned in enumerate(plan.fulfilments, start=1):
-            depositor_order = f"{order_number or sale_id[:8]}-{seq}"
-            conn.execute(
-                """INSERT INTO automation.fulfilments (instance, sale_id, seq, location, partner, depositor_order,
-                                                      lines, state)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, 'planned') ON CONFLICT DO NOTHING""",
-                (instance, sale_id, seq, planned.location, planned.partner, depositor_order,
-                 Jsonb([_line_json(line) for line in planned.lines])),
-            )
-            outbox.enqueue(conn, _fulfilment_key(instance, sale_id, seq), CREATE_FULFILMENT,
-                           {"instance": instance, "sale_id": sale_id, "seq": seq, "location": planned.location,
-                            "lines": [_line_json(line) for line in planned.lines]},
-                           instance=instance, subject=sale_id, actor=context.actor)  # fmt: skip
-        record_audit(conn, "routing.planned", actor=context.actor, instance=instance, subject=sale_id,
-                     detail=_plan_json(plan))
-    return RoutingOutcome(instance, sale_id, "planned", order_number=order_number, plan=plan)
-
-
-def _upsert_routed(conn: psycopg.Connection, instance: str, sale_id: str, order_number: str, updated: str,
-                   state: str, reason: str | None, plan: RoutingPlan | None) -> None:
-    conn.execute(
-        """INSERT INTO automation.routed_sales (instance, sale_id, order_number, sale_updated, state, reason, plan)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (instance, sale_id) DO UPDATE SET order_number = EXCLUDED.order_number,
-               sale_updated = EXCLUDED.sale_updated, state = EXCLUDED.state, reason = EXCLUDED.reason,
-               plan = EXCLUDED.plan, updated_at = now()""",
-        (instance, sale_id, order_number, updated, state, reason, Jsonb(_plan_json(plan)) if plan else None),
-    )
-
-
-def _fulfilment_key(instance: str, sale_id: str, seq: int) -> str:
+def fulfilment_key(instance: str, sale_id: str, seq: int) -> str:
     return f"cin7.fulfilment:{instance}:{sale_id}:{seq}"
 
 
-def _fulfilment_rows(conn: psycopg.Connection, instance: str, sale_id: str) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(
-            "SELECT seq, location, partner, depositor_order, task_id, edi_file_id, lines, state, shipments "
-            "FROM automation.fulfilments WHERE instance = %s AND sale_id = %s ORDER BY seq",
-            (instance, sale_id),
-        ).fetchall()
+def plan_sale(conn: psycopg.Connection, context: AutomationContext, instance: str, sale_id: str) -> str:
+    """Plan what no fulfilment of the sale covers yet (see the module docstring); returns what happened, in words.
+    Reads the sale from Cin7 Core (an outage raises: the routing run records it and the sale is offered again)."""
+    checked_at = conn.execute("SELECT now()").fetchone()[0]  # before the stock is read: later syncs count as news
+    sale = context.cin7(instance).get("sale", {"ID": sale_id})
+    order_number = str((sale.get("Order") or {}).get("SaleOrderNumber") or "")
+    existing = rows(conn, "SELECT seq, task_id FROM automation.fulfilments WHERE instance = %s AND sale_id = %s "
+                          "ORDER BY seq", (instance, sale_id))  # fmt: skip
+    own_tasks = {row["task_id"] for row in existing if row["task_id"]}
+    store_key, store_order_id = store_order(context.config, instance, sale)
+    order_date = str(sale.get("SaleOrderDate") or "")[:10] or None
+    facts = {"order_number": order_number, "sale_updated": str(sale.get("LastModifiedOn") or ""),
+             "order_date": order_date, "stock_checked_at": checked_at}  # fmt: skip
 
+    def settle(state: str, cause: str, **changes: Any) -> str:
+        transition(conn, SALE, (instance, sale_id), state, cause=cause, actor=context.actor,
+                   changes={**facts, **changes})
+        return cause
 
-def _execute(conn: psycopg.Connection, context: RoutingContext, instance: str, sale_id: str) -> RoutingOutcome:
-    """Run the plan's outbox items in order; stops at the first that did not finish (a retry resumes there)."""
-    outcomes: list[str] = []
-    handlers = context.handlers()
-    order_number = conn.execute("SELECT order_number FROM automation.routed_sales WHERE instance = %s AND "
-                                "sale_id = %s", (instance, sale_id)).fetchone()[0]
-    for row in _fulfilment_rows(conn, instance, sale_id):
-        item = outbox.run_item(conn, _fulfilment_key(instance, sale_id, row["seq"]), handlers[CREATE_FULFILMENT],
-                               context.policy, notifier=context.notifier, actor=context.actor)
-        outcomes.append(f"{item.key}: {item.outcome}")
-        if item.state != "done":
-            return RoutingOutcome(instance, sale_id, "planned", f"waiting on {item.key}: {item.last_error}",
-                                  order_number, fulfilments=_fulfilment_rows(conn, instance, sale_id),
-                                  outbox=outcomes)
-        if row["partner"]:
-            send_key = _queue_warehouse_order(conn, context, instance, sale_id, row["seq"])
-            item = outbox.run_item(conn, send_key, handlers[SEND_EDI], context.policy, notifier=context.notifier,
-                                   actor=context.actor)
-            outcomes.append(f"{item.key}: {item.outcome}")
-            if item.state != "done":
-                return RoutingOutcome(instance, sale_id, "planned", f"waiting on {item.key}: {item.last_error}",
-                                      order_number, fulfilments=_fulfilment_rows(conn, instance, sale_id),
-                                      outbox=outcomes)
+    if sale.get("Status") in ("VOIDED", "CREDITED"):
+        if not existing:
+            return settle("cancelled", f"the sale is {sale['Status'].lower()} in Cin7 Core", backordered=[])
+        return settle("held", f"the sale was {sale['Status'].lower()} in Cin7 Core after {len(existing)} "
+                              "fulfilment(s) were planned: cancel them with the 3PL by hand", backordered=[])
+    reason = _why_not_routable(sale, own_tasks)
+    rules = location_rules(context.config, instance)
+    if not reason and not rules:
+        reason = f"no location rules are configured for instance {instance!r}"
+    if reason:
+        return settle("held", reason) if not existing else reason
+    lines = remaining_lines(order_lines(sale), covered_quantities(conn, instance, sale_id))
+    if not lines:
+        with conn.transaction():
+            conn.execute("UPDATE automation.sales SET backordered = '[]', stock_checked_at = %s, updated_at = now() "
+                         "WHERE instance = %s AND sale_id = %s", (checked_at, instance, sale_id))
+        return "every line is covered by a fulfilment"
+    plan = plan_fulfilments(Order(sale_id, ship_to_region(sale), tuple(lines)),
+                            available_stock(conn, instance, sale, lines), rules)
+    backordered = [line_json(line) for line in plan.backorders]
+    if not plan.fulfilments:
+        cause = f"no configured location has stock for {len(lines)} line(s) still to ship"
+        changes = {"backordered": backordered, "plan": plan_json(plan), "snapshot": sale_snapshot(sale)}
+        if existing:  # a remainder: the sale keeps the state of its fulfilments
+            with conn.transaction():
+                conn.execute("UPDATE automation.sales SET backordered = %s, stock_checked_at = %s, updated_at = now() "
+                             "WHERE instance = %s AND sale_id = %s",
+                             (Jsonb(backordered), checked_at, instance, sale_id))
+            return cause
+        return settle("waiting_for_stock", cause, **changes)
+    first_seq = max((row["seq"] for row in existing), default=0) + 1
     with conn.transaction():
-        conn.execute("UPDATE automation.routed_sales SET state = 'routed', reason = NULL, updated_at = now() "
-                     "WHERE instance = %s AND sale_id = %s", (instance, sale_id))
-        record_audit(conn, "routing.routed", actor=context.actor, instance=instance, subject=sale_id, detail={})
-    return RoutingOutcome(instance, sale_id, "routed", order_number=order_number,
-                          plan=None, fulfilments=_fulfilment_rows(conn, instance, sale_id), outbox=outcomes)
+        round_number = conn.execute(
+            """UPDATE automation.sales SET rounds = rounds + 1, plan = %s, backordered = %s, snapshot = %s,
+                      store_key = %s, store_order_id = %s, order_number = %s, sale_updated = %s, order_date = %s,
+                      stock_checked_at = %s, updated_at = now()
+                WHERE instance = %s AND sale_id = %s RETURNING rounds""",
+            (Jsonb(plan_json(plan)), Jsonb(backordered), Jsonb(sale_snapshot(sale)), store_key, store_order_id,
+             order_number, facts["sale_updated"], order_date, checked_at, instance, sale_id),
+        ).fetchone()[0]
+        for seq, planned in enumerate(plan.fulfilments, start=first_seq):
+            lines_json = [line_json(line) for line in planned.lines]
+            conn.execute(
+                """INSERT INTO automation.fulfilments (instance, sale_id, seq, location, partner, depositor_order,
+                                                      lines, state, round)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, 'planned', %s)""",
+                (instance, sale_id, seq, planned.location, planned.partner, f"{order_number or sale_id[:8]}-{seq}",
+                 Jsonb(lines_json), round_number),
+            )
+            where = f"{planned.location}" + (f" (3PL {planned.partner})" if planned.partner else " (in-house)")
+            record_history(conn, FULFILMENT, (instance, sale_id, seq), None, "planned",
+                           cause=f"routing round {round_number}: {where}", actor=context.actor)
+            outbox.enqueue(conn, fulfilment_key(instance, sale_id, seq), CREATE_FULFILMENT,
+                           {"instance": instance, "sale_id": sale_id, "seq": seq, "location": planned.location,
+                            "lines": lines_json},
+                           instance=instance, subject=sale_id, actor=context.actor)  # fmt: skip
+        record_audit(conn, "routing.planned", actor=context.actor, instance=instance, subject=sale_id,
+                     detail=plan_json(plan))
+    where = ", ".join(f.location for f in plan.fulfilments)
+    return f"planned {len(plan.fulfilments)} fulfilment(s) ({where})" + (
+        f", {len(backordered)} line(s) backordered" if backordered else "")
 
 
 # ---------------------------------------------------------------- Cin7 fulfilment tasks
@@ -392,17 +408,18 @@ def _pick_matches(task: Mapping[str, Any], location: str, lines: Sequence[Mappin
 
 
 class CreateFulfilmentHandler:
-    """Creates one fulfilment task in Cin7 Core and authorises its pick lines at the planned location."""
+    """Creates one fulfilment task in Cin7 Core and authorises its pick lines at the planned location, and keeps
+    the task id on the fulfilment's row (the reconciler derives the fulfilment's state from it)."""
 
-    def __init__(self, context: RoutingContext) -> None:
+    def __init__(self, context: AutomationContext) -> None:
         self.context = context
 
     def _claimed_tasks(self, instance: str, sale_id: str) -> set[str]:
         # Task ids our other fulfilments of this sale already own: never match one of them twice.
         with psycopg.connect(self.context.database_url, autocommit=True) as conn:
-            rows = conn.execute("SELECT task_id FROM automation.fulfilments WHERE instance = %s AND sale_id = %s "
-                                "AND task_id IS NOT NULL", (instance, sale_id)).fetchall()
-        return {row[0] for row in rows}
+            found = conn.execute("SELECT task_id FROM automation.fulfilments WHERE instance = %s AND sale_id = %s "
+                                 "AND task_id IS NOT NULL", (instance, sale_id)).fetchall()
+        return {row[0] for row in found}
 
     def find_existing(self, item: outbox.OutboxItem) -> dict[str, Any] | None:
         p = item.payload
@@ -417,9 +434,11 @@ class CreateFulfilmentHandler:
         p = item.payload
         client = self.context.cin7(p["instance"])
         tasks = client.get("sale/fulfilment", {"SaleID": p["sale_id"]}).get("Fulfilments") or []
+        claimed = self._claimed_tasks(p["instance"], p["sale_id"])
         # A task left empty by an interrupted attempt is reused rather than a second one added.
         empty = [t for t in tasks if (t.get("Pick") or {}).get("Status") in ("DRAFT", "NOT AVAILABLE")
-                 and not (t.get("Pick") or {}).get("Lines") and t.get("FulFilmentStatus") != "VOIDED"]
+                 and not (t.get("Pick") or {}).get("Lines") and t.get("FulFilmentStatus") != "VOIDED"
+                 and t["TaskID"] not in claimed]  # fmt: skip
         task_id = empty[0]["TaskID"] if empty else client.post("sale/fulfilment", {"SaleID": p["sale_id"]})["TaskID"]
         client.post("sale/fulfilment/pick", {
             "TaskID": task_id, "Status": "AUTHORISED",
@@ -431,8 +450,8 @@ class CreateFulfilmentHandler:
     def _record(self, item: outbox.OutboxItem, task_id: str) -> dict[str, Any]:
         p = item.payload
         with psycopg.connect(self.context.database_url, autocommit=True) as conn:
-            conn.execute("UPDATE automation.fulfilments SET task_id = %s, state = 'created', updated_at = now() "
-                         "WHERE instance = %s AND sale_id = %s AND seq = %s AND state = 'planned'",
+            conn.execute("UPDATE automation.fulfilments SET task_id = %s, updated_at = now() "
+                         "WHERE instance = %s AND sale_id = %s AND seq = %s AND task_id IS NULL",
                          (task_id, p["instance"], p["sale_id"], p["seq"]))
         return {"task_id": task_id}
 
@@ -458,14 +477,16 @@ def _address_party(role: str, name: str, address: Mapping[str, Any]) -> Party:
 
 def warehouse_order(sale: Mapping[str, Any], depositor_order: str, location: str,
                     lines: Sequence[Mapping[str, Any]]) -> WarehouseShippingOrder:
-    """The 940 for one fulfilment: W0502 is our depositor order number, which the 945 quotes back."""
-    order_lines = (sale.get("Order") or {}).get("Lines") or []
-    names = {str(line["ProductID"]): str(line.get("Name") or "") for line in order_lines}
+    """The 940 for one fulfilment (from the sale or its snapshot): W0502 is our depositor order number, which the
+    945 quotes back."""
+    order_lines_ = sale.get("Lines") or (sale.get("Order") or {}).get("Lines") or []
+    names = {str(line["ProductID"]): str(line.get("Name") or "") for line in order_lines_}
     ship_by = str(sale.get("ShipBy") or "")[:10].replace("-", "")
+    order_number = sale.get("SaleOrderNumber") or (sale.get("Order") or {}).get("SaleOrderNumber") or ""
     return WarehouseShippingOrder(
         order_number=depositor_order,
         po_number=str(sale.get("CustomerReference") or "")[:22],
-        references={"CO": str((sale.get("Order") or {}).get("SaleOrderNumber") or "")[:30]},
+        references={"CO": str(order_number)[:30]},
         parties=[_address_party("ST", str(sale.get("Customer") or ""), sale.get("ShippingAddress") or {}),
                  Party("WH", name=location[:60])],
         dates={"10": ship_by} if len(ship_by) == 8 else {},
@@ -476,26 +497,32 @@ def warehouse_order(sale: Mapping[str, Any], depositor_order: str, location: str
     )  # fmt: skip
 
 
-def _ack_within(partner: PartnerConfig) -> timedelta:
+def ack_within(partner: PartnerConfig) -> timedelta:
     minutes = getattr(partner, "ack_overdue_minutes", None)
     return timedelta(minutes=minutes) if minutes else DEFAULT_ACK_WITHIN
 
 
-def _queue_warehouse_order(conn: psycopg.Connection, context: RoutingContext, instance: str, sale_id: str,
-                           seq: int) -> str:
-    """Write the fulfilment's 940 once (file and outbox item in one transaction); return its outbox key."""
+def send_key(partner_key: str, depositor_order: str) -> str:
+    return f"edi.send:{partner_key}:940:{depositor_order}"
+
+
+def queue_warehouse_order(conn: psycopg.Connection, context: AutomationContext, instance: str, sale_id: str,
+                          seq: int) -> str:
+    """Write the fulfilment's 940 once, from the sale's snapshot (file and outbox item in one transaction, so a
+    retry sends the same bytes); return its outbox key."""
     with conn.transaction():
-        row = conn.execute(
+        partner_key, depositor_order, location, lines, file_id = conn.execute(
             "SELECT partner, depositor_order, location, lines, edi_file_id FROM automation.fulfilments "
             "WHERE instance = %s AND sale_id = %s AND seq = %s FOR UPDATE", (instance, sale_id, seq)
         ).fetchone()
-        partner_key, depositor_order, location, lines, file_id = row
-        key = f"edi.send:{partner_key}:940:{depositor_order}"
+        key = send_key(partner_key, depositor_order)
         if file_id is not None:
             return key
         partner = context.config.partner(partner_key)
-        sale = context.cin7(instance).get("sale", {"ID": sale_id})
-        content = exchange.write_for_partner(conn, partner, [warehouse_order(sale, depositor_order, location, lines)])
+        snapshot = conn.execute("SELECT snapshot FROM automation.sales WHERE instance = %s AND sale_id = %s",
+                                (instance, sale_id)).fetchone()[0] or {}
+        content = exchange.write_for_partner(conn, partner, [warehouse_order(snapshot, depositor_order, location,
+                                                                             lines)])
         name = exchange.outbound_file_name(partner, "940", depositor_order)
         stored = exchange.store_file(conn, partner.key, "out", name, content.encode(), state="received")
         conn.execute("UPDATE automation.fulfilments SET edi_file_id = %s, updated_at = now() "
@@ -512,7 +539,7 @@ class SendEdiHandler:
     Putting the same file again is harmless (same name, same bytes, atomic rename), so there is nothing to
     look up before a retry."""
 
-    def __init__(self, context: RoutingContext) -> None:
+    def __init__(self, context: AutomationContext) -> None:
         self.context = context
 
     def find_existing(self, item: outbox.OutboxItem) -> None:
@@ -526,9 +553,5 @@ class SendEdiHandler:
         self.context.transport(partner.key).put(p["file_name"], content)
         with psycopg.connect(self.context.database_url, autocommit=True) as conn, conn.transaction():
             exchange.mark_file(conn, p["file_id"], "sent")
-            exchange.record_interchanges(conn, partner.key, "out", p["file_id"], content, _ack_within(partner))
-            if p.get("seq") is not None:
-                conn.execute("UPDATE automation.fulfilments SET state = 'sent', updated_at = now() "
-                             "WHERE instance = %s AND sale_id = %s AND seq = %s AND state IN ('planned', 'created')",
-                             (p["instance"], p["sale_id"], p["seq"]))
+            exchange.record_interchanges(conn, partner.key, "out", p["file_id"], content, ack_within(partner))
         return {"file_name": p["file_name"], "bytes": len(content)}

@@ -22,16 +22,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from gp_pipelines.automation import partner_flows
-from gp_pipelines.automation.inbound import InboundContext, InboundResult, process_partner_file
-from gp_pipelines.automation.outbox import RetryPolicy
+from gp_pipelines.automation.context import AutomationContext, context_from_environment
+from gp_pipelines.automation.inbound import process_inbox
 from gp_pipelines.automation.trading import TradingError, available_quantities
-from gp_pipelines.cin7.client import Cin7Client, client_from_environment
 from gp_pipelines.cin7.entities import ENTITIES
-from gp_pipelines.cin7.limiter import PostgresRateLimiter
 from gp_pipelines.cin7.sync import sync_entity
 from gp_pipelines.config import PartnerConfig, PlatformConfig
-from gp_pipelines.connectors.notify import Notifier
-from gp_pipelines.connectors.transport import Transport, transport_for
 from gp_pipelines.sandbox.partner import PartnerItem, PartnerSandbox, Receipt, items_from_products
 
 DEMO_TRACKING = "SNDL4006123456"
@@ -56,13 +52,6 @@ class PartnerPlay:
         return bool(self.sale_id) and all(self.accepted.values()) and not self.problems
 
 
-def process_inbox(conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig) -> list[InboundResult]:
-    """Every file waiting in the partner's outbox, through the one inbound pipeline (what the inbox sensor's
-    runs do, one file each)."""
-    transport = context.transport(partner.key)
-    return [process_partner_file(conn, context, partner, remote.name) for remote in transport.list_inbound()]
-
-
 def demo_items(conn: psycopg.Connection, partner: PartnerConfig, count: int = 8, minimum: int = 30) -> list[Any]:
     """A retailer catalogue of well-stocked products at the partner's location, priced at its tier."""
     if not partner.price_tier:
@@ -85,7 +74,7 @@ def _accepted(play: PartnerPlay, receipts: list[Receipt]) -> None:
 
 def play_partner_order(
     database_url: str,
-    context: InboundContext,
+    context: AutomationContext,
     partner: PartnerConfig,
     retailer: PartnerSandbox,
     *,
@@ -157,7 +146,7 @@ def play_partner_order(
 def _send_documents(
     database_url: str,
     conn: psycopg.Connection,
-    context: InboundContext,
+    context: AutomationContext,
     client: Any,
     partner: PartnerConfig,
     say: Callable[[str], None],
@@ -182,33 +171,12 @@ def _catalogue(products: list[dict[str, Any]]) -> list[PartnerItem]:
 @contextlib.contextmanager
 def demo_context(
     config: PlatformConfig, database_url: str, environ: Mapping[str, str] | None = None, actor: str = "demo"
-) -> Iterator[InboundContext]:
-    """An `InboundContext` (850 handler registered) outside Dagster: Cin7 clients from the config and the
+) -> Iterator[AutomationContext]:
+    """An `AutomationContext` (850 handler registered) outside Dagster: Cin7 clients from the config and the
     application keys in `environ`, sharing the database's rate limit log; partner transports; the notifier."""
-    env = os.environ if environ is None else environ
-    with contextlib.ExitStack() as stack:
-        clients: dict[str, Cin7Client] = {}
-        transports: dict[str, Transport] = {}
-
-        def cin7(key: str) -> Cin7Client:
-            if key not in clients:
-                instance = config.instance(key)
-                limiter = PostgresRateLimiter(database_url, calls=instance.calls_per_minute)
-                stack.callback(limiter.close)
-                clients[key] = stack.enter_context(client_from_environment(instance, limiter, env))
-            return clients[key]
-
-        def transport(key: str) -> Transport:
-            if key not in transports:
-                partner = config.partner(key)
-                transports[key] = stack.enter_context(transport_for(partner.transport, env, partner=key))
-            return transports[key]
-
-        yield InboundContext(
-            config=config, database_url=database_url, cin7=cin7, transport=transport,
-            policy=RetryPolicy.from_config(config.automation), notifier=Notifier.from_config(config.notifications, env),
-            actor=actor, extra_handlers=dict(partner_flows.PARTNER_SET_HANDLERS),
-        )  # fmt: skip
+    with context_from_environment(config, database_url, actor=actor,
+                                  environ=os.environ if environ is None else environ) as context:
+        yield context
 
 
 def demo_partner(

@@ -4,7 +4,7 @@ fulfilment of that sale becomes an 856, its authorised invoice an 810; the cache
 The decisions are the pure functions of `automation.trading`; this module does the writing, once:
 
 - `handle_purchase_order` is the 850 set handler of `inbound.process_partner_file` (register it with
-  `InboundContext.extra_handlers = PARTNER_SET_HANDLERS`). Under an advisory lock per (partner, PO number) it
+  `AutomationContext.extra_handlers = PARTNER_SET_HANDLERS`). Under an advisory lock per (partner, PO number) it
   looks for the PO in `automation.partner_orders`, then in Cin7 Core (`saleList?ExternalID=`), so the same PO
   in any number of files makes one sale. A new PO is decided from the cache (customer, products, stock; Cin7
   Core is read where the cache lacks them). A rejected PO writes nothing to Cin7 Core; an accepted one is
@@ -36,7 +36,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from gp_pipelines.automation import exchange, outbox
-from gp_pipelines.automation.inbound import InboundContext, UnmatchedDocument
+from gp_pipelines.automation.context import AutomationContext
+from gp_pipelines.automation.errors import UnmatchedDocument
 from gp_pipelines.automation.locks import advisory_lock
 from gp_pipelines.automation.orders import SEND_EDI, ensure_order_tables
 from gp_pipelines.automation.schema import dumps_json, record_audit
@@ -171,7 +172,7 @@ def _cached_customer(conn: psycopg.Connection, instance: str, reference: str) ->
 
 
 def _customer(
-    conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig, po: PurchaseOrder
+    conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, po: PurchaseOrder
 ) -> dict[str, Any]:
     reference = customer_reference(po, partner)
     found = _cached_customer(conn, partner.instance, reference)
@@ -188,7 +189,7 @@ def _customer(
     return found
 
 
-def _all_cin7_products(context: InboundContext, instance: str) -> list[dict[str, Any]]:
+def _all_cin7_products(context: AutomationContext, instance: str) -> list[dict[str, Any]]:
     client = context.cin7(instance)
     return [
         product for page in client.paginate("product", "Products", {"IncludeDeprecated": "true"}) for product in page
@@ -196,7 +197,7 @@ def _all_cin7_products(context: InboundContext, instance: str) -> list[dict[str,
 
 
 def _products(
-    conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig, po: PurchaseOrder
+    conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, po: PurchaseOrder
 ) -> list[dict[str, Any]]:
     """The products the PO is matched against: the cache's, or Cin7 Core's own list when the cache lacks any
     of the PO's items (a product added since the last sync must not be refused as unknown)."""
@@ -208,7 +209,7 @@ def _products(
 
 def _available(
     conn: psycopg.Connection,
-    context: InboundContext,
+    context: AutomationContext,
     partner: PartnerConfig,
     customer: Mapping[str, Any],
     product_ids: Sequence[str],
@@ -309,7 +310,7 @@ def precheck_purchase_order(conn: psycopg.Connection, partner: PartnerConfig, po
 
 
 def handle_purchase_order(
-    conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig, po: PurchaseOrder, file_id: int
+    conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, po: PurchaseOrder, file_id: int
 ) -> list[str]:
     """Make the PO's one Cin7 sale (or none, when it is rejected) and its 855; returns what each outbox item did.
 
@@ -345,7 +346,7 @@ def handle_purchase_order(
 
 def _adopt_existing_sale(
     conn: psycopg.Connection,
-    context: InboundContext,
+    context: AutomationContext,
     partner: PartnerConfig,
     po: PurchaseOrder,
     customer: Mapping[str, Any],
@@ -385,7 +386,7 @@ def _adopt_existing_sale(
 
 def _decide(
     conn: psycopg.Connection,
-    context: InboundContext,
+    context: AutomationContext,
     partner: PartnerConfig,
     po: PurchaseOrder,
     customer: Mapping[str, Any],
@@ -425,7 +426,7 @@ def _decide(
 
 
 def advance_order(
-    conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig, po_number: str
+    conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, po_number: str
 ) -> list[str]:
     """Do what a PO still needs: create its sale (through the outbox), then queue and send its 855."""
     row = _order_row(conn, partner.key, po_number)
@@ -455,7 +456,7 @@ def advance_order(
 
 handle_purchase_order.precheck = precheck_purchase_order  # type: ignore[attr-defined]
 
-# Merge into `InboundContext.extra_handlers` so `process_partner_file` takes 850s from trading partners.
+# Merge into `AutomationContext.extra_handlers` so `process_partner_file` takes 850s from trading partners.
 PARTNER_SET_HANDLERS: dict[str, Any] = {"850": handle_purchase_order}
 
 
@@ -464,7 +465,7 @@ class CreateSaleHandler:
     Cin7 itself says whether an earlier attempt got through: a sale found is finished (authorised), never
     made twice."""
 
-    def __init__(self, context: InboundContext) -> None:
+    def __init__(self, context: AutomationContext) -> None:
         self.context = context
 
     def _existing(self, client: Any, payload: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -517,7 +518,7 @@ class CreateSaleHandler:
         return {"sale_id": sale["ID"], "sale_order_number": number, "status": (sale.get("Order") or {}).get("Status")}
 
 
-def partner_outbox_handlers(context: InboundContext) -> dict[str, outbox.OutboxHandler]:
+def partner_outbox_handlers(context: AutomationContext) -> dict[str, outbox.OutboxHandler]:
     """The outbox kinds this module adds (merge into the handlers the outbox retry uses)."""
     return {CREATE_SALE: CreateSaleHandler(context)}
 
@@ -693,7 +694,7 @@ def _sale_products(conn: psycopg.Connection, instance: str, sale: Mapping[str, A
 
 
 def _prepare(
-    conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig, document: PendingDocument
+    conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, document: PendingDocument
 ) -> _Prepared:
     order = _order_row(conn, partner.key, document.po_number)
     if order is None:
@@ -760,7 +761,7 @@ def _prepare(
 
 def _queue_file(
     conn: psycopg.Connection,
-    context: InboundContext,
+    context: AutomationContext,
     partner: PartnerConfig,
     document: PendingDocument,
     documents: list[Document],
@@ -815,7 +816,7 @@ def _queue_file(
 
 
 def _record_failure(
-    conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig, document: PendingDocument, reason: str
+    conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, document: PendingDocument, reason: str
 ) -> None:
     with conn.transaction():
         conn.execute(
@@ -854,14 +855,14 @@ def _record_failure(
         )
 
 
-def _run_send(conn: psycopg.Connection, context: InboundContext, key: str) -> outbox.OutboxItem:
+def _run_send(conn: psycopg.Connection, context: AutomationContext, key: str) -> outbox.OutboxItem:
     return outbox.run_item(
         conn, key, context.handlers()[SEND_EDI], context.policy, notifier=context.notifier, actor=context.actor
     )
 
 
 def send_partner_document(
-    conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig, document: PendingDocument
+    conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, document: PendingDocument
 ) -> DocumentOutcome:
     """Write one 855, 856 or 810 once (see the module docstring) and run its send; safe to repeat."""
     ensure_partner_tables(conn)
@@ -905,7 +906,7 @@ def send_partner_document(
 
 
 def send_pending_documents(
-    conn: psycopg.Connection, context: InboundContext, limit: int | None = None
+    conn: psycopg.Connection, context: AutomationContext, limit: int | None = None
 ) -> list[DocumentOutcome]:
     """The `partner_documents` job's work: retry due sale creations, then write and send every pending 855, 856
     and 810."""
@@ -977,7 +978,7 @@ def inventory_feed(
 
 
 def send_inventory_feed(
-    conn: psycopg.Connection, context: InboundContext, partner: PartnerConfig, now: datetime | None = None
+    conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, now: datetime | None = None
 ) -> FeedOutcome:
     """Write the partner's 846 for this hour once (file, row and outbox item in one transaction) and send it."""
     ensure_partner_tables(conn)
@@ -1018,7 +1019,7 @@ def send_inventory_feed(
 
 
 def send_inventory_feeds(
-    conn: psycopg.Connection, context: InboundContext, now: datetime | None = None
+    conn: psycopg.Connection, context: AutomationContext, now: datetime | None = None
 ) -> list[FeedOutcome]:
     """Every trading partner's 846 for this hour."""
     return [send_inventory_feed(conn, context, partner, now) for partner in trading_partners(context.config, "846")]

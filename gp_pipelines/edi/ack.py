@@ -14,7 +14,8 @@ from gp_pipelines.edi.validator import GroupEnd, GroupHeader, InterchangeHeader,
 from gp_pipelines.edi.writer import ControlNumberSource, EnvelopeSettings, write_interchange
 
 
-def _set_ack(transaction: TransactionSet) -> SetAck:
+def set_ack(transaction: TransactionSet) -> SetAck:
+    """The AK2/AK5 answer for one set (its segments are needed only when it has errors)."""
     errors = [issue for issue in transaction.issues if issue.is_error]
     codes: list[str] = []
     by_position: dict[int, SegmentError] = {}
@@ -49,15 +50,23 @@ def _element_error(issue: EdiIssue, transaction: TransactionSet) -> ElementError
 
 def build_functional_ack(group: GroupHeader, transactions: list[TransactionSet], end: GroupEnd) -> FunctionalAck:
     """The 997 content for one group, from its sets and its end event."""
-    set_acks = [_set_ack(transaction) for transaction in transactions]
-    accepted = sum(ack.status == "A" for ack in set_acks)
+    return functional_ack(group, [set_ack(transaction) for transaction in transactions], end)
+
+
+def functional_ack(group: GroupHeader, set_acks: list[SetAck], end: GroupEnd, *, received: int | None = None,
+                   accepted: int | None = None) -> FunctionalAck:
+    """The 997 content for one group from each set's answer (a reader that streams a large file keeps these
+    instead of the sets). With `received` and `accepted` given, `set_acks` may list only the sets that were not
+    accepted: the AK2 loops then answer those, and AK9 carries the counts of all."""
+    received = len(set_acks) if received is None else received
+    accepted = sum(ack.status == "A" for ack in set_acks) if accepted is None else accepted
     group_errors = [issue for issue in end.issues if issue.is_error and issue.kind.level == Level.GROUP]
     group_codes = list(dict.fromkeys(issue.kind.ack_code for issue in group_errors if issue.kind.ack_code))
     declared = end.declared_set_count
-    included = int(declared) if declared and declared.isascii() and declared.isdigit() else len(transactions)
+    included = int(declared) if declared and declared.isascii() and declared.isdigit() else received
     if group_errors or accepted == 0:
         status = "R"
-    elif accepted == len(transactions):
+    elif accepted == received:
         status = "A"
     else:
         status = "P"
@@ -66,7 +75,7 @@ def build_functional_ack(group: GroupHeader, transactions: list[TransactionSet],
         group.control_number,
         status,
         included,
-        len(transactions),
+        received,
         accepted,
         group_codes[:5],
         set_acks,

@@ -1,5 +1,5 @@
 """Thin Dagster resource for order automation and partner exchange: it builds the domain context
-(`automation.inbound.InboundContext`) with Cin7 clients, partner transports, Shopify clients and the notifier.
+(`automation.context.AutomationContext`) with Cin7 clients, partner transports, Shopify clients and the notifier.
 
 Secrets the config names by environment variable (SFTP credentials, SMTP login, webhook URL or token) are
 passed as `dg.EnvVar`s, so Dagster resolves them at run time and never shows or stores their values."""
@@ -10,12 +10,9 @@ from collections.abc import Iterator
 import dagster as dg
 import yaml
 
-from gp_pipelines.automation.inbound import InboundContext
-from gp_pipelines.automation.outbox import RetryPolicy
-from gp_pipelines.automation.partner_flows import PARTNER_SET_HANDLERS
+from gp_pipelines.automation.context import AutomationContext, open_context
 from gp_pipelines.config import PlatformConfig, config_to_yaml, parse_config
 from gp_pipelines.connectors.notify import Notifier
-from gp_pipelines.connectors.transport import Transport, transport_for
 from gp_pipelines.resources.cin7 import Cin7Resource
 from gp_pipelines.resources.database import PostgresResource
 from gp_pipelines.resources.shopify import ShopifyResource
@@ -47,37 +44,13 @@ class AutomationResource(dg.ConfigurableResource):
         return Notifier.from_config(self.config().notifications, self.environment())
 
     @contextlib.contextmanager
-    def context(self, actor: str) -> Iterator[InboundContext]:
+    def context(self, actor: str) -> Iterator[AutomationContext]:
         """A domain context whose clients and transports open on first use and close when the block ends."""
         config = self.config()
-        environ = self.environment()
-        with contextlib.ExitStack() as stack:
-            cin7_clients: dict[str, object] = {}
-            transports: dict[str, Transport] = {}
-
-            def cin7(instance: str):
-                if instance not in cin7_clients:
-                    cin7_clients[instance] = stack.enter_context(self.cin7.client(instance))
-                return cin7_clients[instance]
-
-            def transport(partner_key: str) -> Transport:
-                if partner_key not in transports:
-                    partner = config.partner(partner_key)
-                    transports[partner_key] = stack.enter_context(
-                        transport_for(partner.transport, environ, partner=partner_key))
-                return transports[partner_key]
-
-            yield InboundContext(
-                config=config,
-                database_url=self.database.database_url(),
-                cin7=cin7,
-                transport=transport,
-                policy=RetryPolicy.from_config(config.automation),
-                notifier=Notifier.from_config(config.notifications, environ),
-                actor=actor,
-                shopify=self.shopify.client if config.automation.shopify else None,
-                extra_handlers=dict(PARTNER_SET_HANDLERS),
-            )
+        with open_context(config, self.database.database_url(), actor=actor, cin7=self.cin7.client,
+                          shopify=self.shopify.client if config.automation.shopify else None,
+                          environ=self.environment()) as context:
+            yield context
 
 
 def secret_variables(config: PlatformConfig) -> list[str]:

@@ -99,6 +99,7 @@ def test_dagster_yaml_validates_against_dagsters_instance_schema(instance_config
     monitoring = instance_config["run_monitoring"]
     assert monitoring["enabled"] is True
     assert monitoring["start_timeout_seconds"] > 0 and monitoring["cancel_timeout_seconds"] > 0
+    assert 86400 <= monitoring["max_runtime_seconds"] <= 3 * 86400  # above a day-long first load, yet bounded
     assert set(instance_config["retention"]) == {"schedule", "sensor"}
 
 
@@ -154,6 +155,11 @@ def test_limited_tags_and_pool_are_the_ones_the_code_uses():
         assert [request.tags.get("gp/instance") for request in requests] == config.instance_keys
         assert [request.partition_key for request in requests] == config.instance_keys
     assert all("gp/automation" in job.tags for job in AUTOMATION_JOBS)
+    # The automation jobs end well before their item's lease runs out, so a live run is never offered twice.
+    from gp_pipelines.config import AutomationConfig
+
+    lease_seconds = AutomationConfig().run_lease_minutes * 60
+    assert all(0 < int(job.tags["dagster/max_runtime"]) < lease_seconds for job in AUTOMATION_JOBS)
     cache_assets, _ = build_cache_definitions(config, instance_partitions(config))
     assert {asset.op.pool for asset in cache_assets} == {"cin7_api"}
 

@@ -31,6 +31,17 @@ def test_fresh_stale_given_up_and_failing_checks_are_told_apart(db, module_datab
                    (name, NOW - age))
     outbox.enqueue(db, "edi.send:acme:940:SO-1-1", "edi_send", {}, subject="sale-1")
     db.execute("UPDATE automation.outbox SET state = 'given_up', last_error = 'sftp down', attempts = 4")
+    outbox.enqueue(db, "cin7.ship:au:T1:abc", "cin7_ship_fulfilment", {}, instance="au", subject="sale-2")
+    db.execute("UPDATE automation.outbox SET state = 'failed', last_error = 'Cin7ServerError: 503', attempts = 1 "
+               "WHERE key = 'cin7.ship:au:T1:abc'")
+    # A sale waiting for stock for two days, one whose routing run failed, and a quarantined partner file.
+    db.execute("INSERT INTO automation.sales (instance, sale_id, order_number, state, reason, admitted_by, "
+               "waiting_since) VALUES ('au', 's3', 'SO-3', 'waiting_for_stock', 'no stock', 'start_line', %s), "
+               "('au', 's4', 'SO-4', 'new', NULL, 'start_line', NULL)", (NOW - timedelta(days=2),))
+    db.execute("UPDATE automation.sales SET last_error = 'Cin7ServerError: connection refused' WHERE sale_id = 's4'")
+    db.execute("INSERT INTO automation.inbound_files (partner, name, display_name, listed_size, listed_modified, "
+               "state, reason) VALUES ('acme', 'x.bin', 'x.bin', 9, %s, 'quarantined', 'binary data, not X12')",
+               (NOW,))
     checks = [{"asset": "warehouse/fact_sale_line", "check": "reconciles_with_cache", "status": "FAILED", "at": NOW},
               {"asset": "erp_cache/sales", "check": "matches_api_total", "status": "SUCCEEDED", "at": NOW}]
     report = collect_status(db, ["au"], check_results=lambda: checks, now=NOW)
@@ -38,10 +49,18 @@ def test_fresh_stale_given_up_and_failing_checks_are_told_apart(db, module_datab
     assert states["sales"] == "stale" and states["products"] == "fresh"
     assert report.outbox_backlog["given_up"] == 1
     assert "cache au/sales is stale" in report.problems
-    assert "1 outside action(s) given up" in report.problems
     assert "check warehouse/fact_sale_line:reconciles_with_cache FAILED" in report.problems
     assert "check erp_cache/sales:matches_api_total SUCCEEDED" not in report.problems
+    named = "\n".join(report.problems)
+    for expected in ("outbox given_up: edi.send:acme:940:SO-1-1", "outbox failed: au/cin7.ship:au:T1:abc",
+                     "Cin7ServerError: 503", "sale waiting: au/SO-3 since 2d", "sale routing_failed: au/SO-4",
+                     "file quarantined: acme/x.bin", "binary data, not X12"):
+        assert expected in named, (expected, named)
     text = format_status(report)
-    assert "!6h ago" in text and "given_up: edi.send:acme:940:SO-1-1 after 4 attempt(s): sftp down" in text
+    assert "!6h ago" in text and "! outbox given_up: edi.send:acme:940:SO-1-1: edi_send after 4 attempt(s)" in text
+    assert "sales: new 1, waiting_for_stock 1" in text and "files: quarantined 1" in text
     assert "1 of 2 passed" in text
     assert report.as_dict()["healthy"] is False
+    # A sale that has waited less than the limit is not a problem yet.
+    short = collect_status(db, ["au"], now=NOW, waiting_after=timedelta(days=3))
+    assert not any("SO-3" in problem for problem in short.problems)

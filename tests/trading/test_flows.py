@@ -23,11 +23,12 @@ from gp_pipelines.assets.trading import (
     build_trading_definitions,
     partner_interchanges,
 )
+from gp_pipelines.automation import exchange, trading
 from gp_pipelines.automation import partner_flows as flows
-from gp_pipelines.automation import trading
-from gp_pipelines.automation.inbound import InboundContext, process_partner_file
+from gp_pipelines.automation.context import AutomationContext
+from gp_pipelines.automation.inbound import process_inbox, process_partner_file
 from gp_pipelines.automation.outbox import RetryPolicy
-from gp_pipelines.automation.partner_demo import process_inbox, run_partner_demo
+from gp_pipelines.automation.partner_demo import run_partner_demo
 from gp_pipelines.cin7.client import Cin7Client
 from gp_pipelines.cin7.entities import ENTITIES
 from gp_pipelines.cin7.errors import Cin7RequestError, Cin7ServerError
@@ -107,7 +108,7 @@ def partner(retailer: PartnerSandbox, catalogue: dict[str, Any], request: pytest
     return _partner(retailer, key, inventory={"skus": catalogue["skus"], "safety_buffer": "10%"})
 
 
-def _context(cin7, client: Cin7Client, cache_url: str, partner: PartnerConfig) -> InboundContext:
+def _context(cin7, client: Cin7Client, cache_url: str, partner: PartnerConfig) -> AutomationContext:
     instance = next(i for i in cin7.instances if i.key == "au")
     config = PlatformConfig(
         reporting_currency="AUD", partners=[partner],
@@ -115,7 +116,7 @@ def _context(cin7, client: Cin7Client, cache_url: str, partner: PartnerConfig) -
                                   application_key_env=["GP_TEST_AU_KEY"])],
     )  # fmt: skip
     transports = {partner.key: transport_for(partner.transport, {}, partner=partner.key)}
-    return InboundContext(
+    return AutomationContext(
         config=config, database_url=cache_url, cin7=lambda _instance: client, transport=transports.__getitem__,
         policy=RetryPolicy(base_seconds=0.01, max_seconds=0.02), notifier=RecordingNotifier(), actor="test",
         lock_wait_seconds=5, extra_handlers=dict(flows.PARTNER_SET_HANDLERS),
@@ -123,7 +124,7 @@ def _context(cin7, client: Cin7Client, cache_url: str, partner: PartnerConfig) -
 
 
 @pytest.fixture
-def context(cin7, client, cache_url, partner) -> InboundContext:
+def context(cin7, client, cache_url, partner) -> AutomationContext:
     return _context(cin7, client, cache_url, partner)
 
 
@@ -230,8 +231,9 @@ def test_a_po_makes_one_authorised_sale_and_an_855_the_retailer_accepts(conn, co
     # The same file delivered again, the same bytes under another name, and the same PO in a new interchange:
     # one sale, one 855.
     transport = context.transport(partner.key)
-    content = conn.execute("SELECT content FROM automation.edi_files WHERE partner = %s AND direction = 'in' "
-                           "AND file_name = %s", (partner.key, f"850_{po.po_number}.x12")).fetchone()[0]  # fmt: skip
+    (file_id,) = conn.execute("SELECT id FROM automation.edi_files WHERE partner = %s AND direction = 'in' "
+                              "AND file_name = %s", (partner.key, f"850_{po.po_number}.x12")).fetchone()  # fmt: skip
+    content = exchange.file_content(conn, file_id)
     transport_root = Path(partner.transport.root) / "out"
     (transport_root / f"850_{po.po_number}.x12").write_bytes(content)
     (transport_root / "850_again.x12").write_bytes(content)
