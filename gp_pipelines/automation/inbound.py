@@ -47,7 +47,7 @@ from gp_pipelines.automation.schema import record_audit
 from gp_pipelines.automation.shipping import ShipmentCheck, record_shipping_advice, sale_of_advice
 from gp_pipelines.automation.state import FILE_FINAL, INBOUND_FILE, record_history, rows, transition
 from gp_pipelines.config import PartnerConfig
-from gp_pipelines.connectors.transport import RemoteFile, TransportError, name_from_token, name_to_token
+from gp_pipelines.connectors.transport import RemoteFile, TransportError, name_from_token, name_to_token, printable
 from gp_pipelines.edi.ack import functional_ack, set_ack
 from gp_pipelines.edi.errors import EdiIssue, X12ReadError
 from gp_pipelines.edi.mapping import document_from_segments
@@ -453,6 +453,7 @@ def _process(conn: psycopg.Connection, context: AutomationContext, partner: Part
     handlers = dict(context.extra_handlers)
 
     def quarantine(reason: str, scan: _Scan | None, *, reject_all: bool) -> InboundResult:
+        reason = printable(reason)  # a reason may quote the file's own bytes, NULs included
         if scan is not None:
             result.outbox += _send_acks(conn, context, partner, scan, stored, reject_all=reject_all)
         with conn.transaction():

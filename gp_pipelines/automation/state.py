@@ -300,7 +300,7 @@ def record_history(
     conn.execute(
         "INSERT INTO automation.state_history (kind, instance, subject, from_state, to_state, cause, actor) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (kind.name, instance, kind.subject(key), from_state, to_state, cause[:1000], actor),
+        (kind.name, instance, kind.subject(key), from_state, to_state, cause[:1000].replace("\x00", "\\x00"), actor),
     )
 
 

@@ -62,12 +62,13 @@ def test_a_routing_run_killed_after_the_pick_is_finished_by_the_retry(run):
 
 def test_a_crash_between_the_cin7_shipment_and_the_outbox_posts_tracking_once(run):
     result = run("crash_between_the_shipment_and_the_outbox")
-    assert _sale(result) == [*ROUTED, "acknowledged", "shipped", "done"]
+    # The 997 for its 940 moves it to acknowledged when read before the 945 (both come from the same pass).
+    assert _sale(result) in ([*ROUTED, "acknowledged", "shipped", "done"], [*ROUTED, "shipped", "done"])
     [shipment] = [states for key, states in result.histories.items() if key.startswith("shipment")]
     assert shipment == ["recorded", "shipped_in_cin7", "tracking_posted"]
-    # The killed run's file was offered again once its lease expired and found its shipment recorded.
+    # The file had done its part (the shipment recorded) before the Cin7 call the process died in.
     [advice] = [states for name, states in _files(result, "945").items()]
-    assert advice == ["taken", "duplicate"]
+    assert advice == ["taken", "processed"]
 
 
 def test_the_same_945_bytes_under_two_names_ship_once_with_their_partial_quantity(run):
@@ -75,7 +76,8 @@ def test_the_same_945_bytes_under_two_names_ship_once_with_their_partial_quantit
     assert _sale(result)[-1] == "partially_shipped"
     [shipment] = [states for key, states in result.histories.items() if key.startswith("shipment")]
     assert shipment == ["recorded", "no_tracking_needed"]
-    assert _files(result, "945") == {"945_first.x12": ["taken", "processed"], "945_again.x12": ["taken", "duplicate"]}
+    # Whichever of the two is read first applies; the other is the duplicate.
+    assert sorted(_files(result, "945").values()) == [["taken", "duplicate"], ["taken", "processed"]]
 
 
 def test_a_sale_waiting_for_stock_is_routed_when_the_stock_arrives(run):
