@@ -126,8 +126,9 @@ def inbox_offers(conn: psycopg.Connection, partner: PartnerConfig, listing: Sequ
         free = row["lease_until"] is None or row["lease_until"] < at
         due = row["next_attempt_at"] <= at
         finished = row["state"] in (*FILE_FINAL, "quarantined")
-        if free and due and (row["state"] in ("failed", "taken", "incomplete") or
-                             (finished and row["archived_at"] is None)):
+        redelivered = finished and row["archived_at"] is not None  # moved out, and here again: same name and time
+        retry = due and (row["state"] in ("failed", "taken", "incomplete") or finished)  # incl. a failed move
+        if free and (redelivered or retry):
             offers.append(dataclasses.replace(entry, attempt=row["attempts"]))
     return offers[:limit], seen, settling
 
@@ -403,6 +404,10 @@ def process_inbox_entry(conn: psycopg.Connection, context: AutomationContext, pa
     if row is None:
         return InboundResult(partner.key, entry.display_name, "busy", "another run has this entry")
     result = InboundResult(partner.key, row["display_name"], row["state"])
+    if row["state"] in (*FILE_FINAL, "quarantined") and row["archived_at"] is not None:
+        transition(conn, INBOUND_FILE, (row["id"],), "taken", actor=context.actor, changes={"archived_at": None},
+                   cause="listed again after it was moved out of the inbox: a re-delivery")
+        row = {**row, "state": "taken", "archived_at": None}
     if row["state"] in (*FILE_FINAL, "quarantined"):
         archived = _archive(context, conn, row, "quarantine" if row["state"] == "quarantined" else "processed")
         result.reason = "moved out of the inbox" if archived else "still in the inbox: the move failed"
@@ -450,6 +455,13 @@ def _process(conn: psycopg.Connection, context: AutomationContext, partner: Part
                  (stored.id, fetched.sha256, row["id"]))
     row = {**row, "file_id": stored.id}
     label = f"{row['display_name']} (stored as file {stored.id})"
+    if not stored.created and stored.state in ("processed", "quarantined"):
+        # The same name and bytes again: what it said was applied (or refused) when it first came.
+        cause = f"the same file (name and content) was {stored.state} before (stored file {stored.id})"
+        _settle(conn, context, row, "duplicate" if stored.state == "processed" else "quarantined", cause)
+        _archive(context, conn, row, "processed" if stored.state == "processed" else "quarantine")
+        result.state, result.reason = ("duplicate" if stored.state == "processed" else "quarantined"), cause
+        return result
     handlers = dict(context.extra_handlers)
 
     def quarantine(reason: str, scan: _Scan | None, *, reject_all: bool) -> InboundResult:

@@ -126,7 +126,7 @@ CREATE TABLE IF NOT EXISTS automation.fulfilments (
     seq int NOT NULL,
     location text NOT NULL,
     partner text,
-    depositor_order text NOT NULL UNIQUE,
+    depositor_order text NOT NULL,              -- our 940's W0502: unique per instance (a partner serves one)
     task_id text,
     edi_file_id bigint,
     lines jsonb NOT NULL,
@@ -137,6 +137,9 @@ CREATE TABLE IF NOT EXISTS automation.fulfilments (
     PRIMARY KEY (instance, sale_id, seq)
 );
 ALTER TABLE automation.fulfilments ADD COLUMN IF NOT EXISTS round integer NOT NULL DEFAULT 1;
+-- Order numbers repeat across Cin7 accounts: the depositor order is unique per instance, not overall.
+ALTER TABLE automation.fulfilments DROP CONSTRAINT IF EXISTS fulfilments_depositor_order_key;
+CREATE UNIQUE INDEX IF NOT EXISTS fulfilments_depositor_order ON automation.fulfilments (instance, depositor_order);
 ALTER TABLE automation.fulfilments DROP CONSTRAINT IF EXISTS fulfilments_state_check;
 ALTER TABLE automation.fulfilments ADD CONSTRAINT fulfilments_state_check
     CHECK (state IN ({_check(FULFILMENT_STATES)}));

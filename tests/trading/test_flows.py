@@ -197,7 +197,7 @@ def _sync_sales(cache_url: str, client: Cin7Client) -> None:
 def test_a_po_makes_one_authorised_sale_and_an_855_the_retailer_accepts(conn, context, partner, retailer, client,
                                                                         catalogue):  # fmt: skip
     po, result = _place(conn, context, partner, retailer, catalogue["items"], lines=2)
-    assert result.documents == ["850"]
+    assert result.documents == [f"850 {po.po_number}"]
 
     (header,) = _sales_for(client, po.po_number)
     sale = client.get("sale", {"ID": header["SaleID"]})
@@ -241,7 +241,7 @@ def test_a_po_makes_one_authorised_sale_and_an_855_the_retailer_accepts(conn, co
     retailer.book.sent_groups[str(retailer.control_numbers.last["GS"])] = po.po_number
     (transport_root / "850_resent.x12").write_text(resent)
     results = {r.file_name: r.state for r in process_inbox(conn, context, partner)}
-    assert results == {f"850_{po.po_number}.x12": "already_processed", "850_again.x12": "processed",
+    assert results == {f"850_{po.po_number}.x12": "duplicate", "850_again.x12": "processed",
                        "850_resent.x12": "processed"}  # fmt: skip
     assert len(_sales_for(client, po.po_number)) == 1
     assert conn.execute("SELECT count(*) FROM automation.partner_orders WHERE partner = %s",
