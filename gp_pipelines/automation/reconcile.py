@@ -400,7 +400,12 @@ def take_routing_offer(conn: psycopg.Connection, context: AutomationContext, ins
     """A routing run's whole work for one offer: admit the sale if it is new to us, take the offer (only the run
     whose `attempt` matches the sale's count takes it), advance the sale with planning allowed, and release the
     offer. A failure (e.g. Cin7 Core down) is recorded on the sale with the next attempt time, then raised, so
-    the run fails visibly and the sale is offered again after the back-off."""
+    the run fails visibly and the sale is offered again after the back-off. A negative `attempt` (a run an
+    operator launched by hand) takes whatever the sale's count is now."""
+    if attempt < 0:
+        known = conn.execute("SELECT attempts FROM automation.sales WHERE instance = %s AND sale_id = %s",
+                             (instance, sale_id)).fetchone()
+        attempt = known[0] if known else 0
     if attempt == 0:
         cause = ("authorised and ordered on or after the routing start line" if admitted_by == "start_line"
                  else f"admitted by {admitted_by}")  # fmt: skip

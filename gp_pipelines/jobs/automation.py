@@ -28,7 +28,7 @@ MAX_RUNTIME_SECONDS = 900
 class RouteOrderConfig(dg.Config):
     instance: str
     sale_id: str
-    attempt: int = 0  # the sale's offer count when offered; the sensor sets it
+    attempt: int = -1  # the sale's offer count when offered (the sensor sets it); -1 for a run launched by hand
     admitted_by: str = "operator:dagster-ui"  # who takes a sale on that the automation does not know yet
     why: str = "new"
 

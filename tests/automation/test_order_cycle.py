@@ -309,3 +309,30 @@ def test_a_name_that_is_not_utf8_travels_through_run_config(world):
     entry = InboxEntry.of(world.partner, remote)
     json.dumps({"name": entry.name})  # run config is JSON: the token must be plain text
     assert "\\xff" in entry.display_name
+
+
+def test_a_listed_file_that_cannot_be_read_is_reported_without_blocking_the_others(world, context, conn, capsys):
+    partner = context.config.partner(world.partner)
+    world.drop_file("945_gone_bad.x12", b"ISA*00*")
+    listed = context.transport(partner.key).stat("945_gone_bad.x12")
+    # Between the listing and the run, the partner swaps the file for a link out of its folder.
+    (world.inbox / "945_gone_bad.x12").unlink()
+    (world.inbox / "945_gone_bad.x12").symlink_to("/etc/hostname")
+    result = process_inbox_entry(conn, context, partner, InboxEntry.of(partner.key, listed))
+    assert result.state == "unreadable" and "symlink" in result.reason, result.reason
+    assert any("unreadable" in m.subject and "945_gone_bad.x12" in m.subject for m in world.automation.smtp.messages)
+    (file_id,) = conn.execute("SELECT id FROM automation.inbound_files WHERE display_name = '945_gone_bad.x12'"
+                              ).fetchone()
+    from gp_pipelines.status import collect_status
+
+    assert any("file unreadable" in p and "945_gone_bad.x12" in p for p in collect_status(conn, [INSTANCE]).problems)
+    # Someone deals with it and sets it aside: status stops naming it.
+    from gp_pipelines.automation.cli import _inbox
+
+    class Args:
+        inbox_command, ids, note = "dismiss", [file_id], "partner told"
+
+    assert _inbox(Args, conn) == 0 and "unreadable → dismissed" in capsys.readouterr().out
+    assert states_path(conn, INBOUND_FILE, (file_id,)) == ["taken", "unreadable", "dismissed"]
+    assert not any("945_gone_bad.x12" in p for p in collect_status(conn, [INSTANCE]).problems)
+    (world.inbox / "945_gone_bad.x12").unlink()
