@@ -7,10 +7,11 @@ file costs.
   stand-ins shows (shipments per fulfilment in Cin7, fulfillments with tracking on the Shopify order, 940s the
   3PL received, files left in the inbox, ...) beside what was expected, and the seconds it took. Each plays in a
   world of its own: a fresh Cin7 sandbox, SFTP server, 3PL, Shopify store and database.
-- `large_file`: a partner file of `LARGE_FILE_MB` MB (945s, one group, for orders we never sent, so it is
+- `large_file`: a partner file of `LARGE_FILE_MB` MB (valid 945s, one group, for orders we never sent, so it is
   quarantined after a full streaming read, store and validation) processed by `process_partner_file` in a
   child process, which reports its own peak resident memory (VmHWM) and, as the baseline measured in the same
   run, its resident memory after processing a 1-set file of the same kind first (imports, connections, pools).
+  `large_invalid_file`: the same with an error in every set (a 997 rejecting them all, a capped reason).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from gp_pipelines.sandbox.scenario_plays import SCENARIOS, WORLD_OPTIONS, play
 from gp_pipelines.sandbox.scenarios import ScenarioWorld
 
 LARGE_FILE_MB = 100
-_SET = ("ST*945*{n:09d}~W06*F*NOSUCH-{n}*20261122*SHIP{n}~N1*ST*Customer*92*1~W27*M*UPSN~"
+_SET = ("ST*945*{n:09d}~W06*F*NOSUCH-{n}*20261122*SHIP{n}~N1*ST*Customer*92*{n1}~W27*M*UPSN~"
         "LX*1~W12*CC*1*1*0*EA**VN*SKU-{n}~W03*1~SE*8*{n:09d}~")
 
 # The child: process a small file (the baseline), then the large one, and report its own memory.
@@ -74,23 +75,25 @@ def _fresh_database(server_url: str) -> tuple[str, str]:
     return name, database.ensure_database(server_url, name)
 
 
-def interchange(settings: Any, sets: int) -> bytes:
-    """One interchange from the 3PL with `sets` 945s in one group."""
+def interchange(settings: Any, sets: int, *, valid: bool = True) -> bytes:
+    """One interchange from the 3PL with `sets` 945s in one group (each with an error when not `valid`: N104 one
+    character long)."""
     isa = (f"ISA*00*          *00*          *{settings.sender_qualifier}*{settings.sender_id:<15}*"
            f"{settings.receiver_qualifier}*{settings.receiver_id:<15}*261122*1200*U*00401*000000001*0*T*>~")
-    body = "".join(_SET.format(n=n) for n in range(1, sets + 1))
+    body = "".join(_SET.format(n=n, n1="C1" if valid else "1") for n in range(1, sets + 1))
     return (f"{isa}GS*SW*{settings.sender_id}*{settings.receiver_id}*20261122*1200*1*X*004010~{body}"
             f"GE*{sets}*1~IEA*1*000000001~").encode()
 
 
-def _large_file(world: ScenarioWorld, as_json: bool) -> dict[str, Any]:
+def _large_file(world: ScenarioWorld, as_json: bool, *, valid: bool) -> dict[str, Any]:
     settings = world.automation.warehouses[world.partner].settings
-    per_set = len(_SET.format(n=100_000))
+    per_set = len(_SET.format(n=100_000, n1="C1"))
     sets = LARGE_FILE_MB * 1024 * 1024 // per_set
-    world.drop_file("945_small.x12", interchange(settings, 1))
-    world.drop_file("945_large.x12", interchange(settings, sets))
+    world.drop_file("945_small.x12", interchange(settings, 1, valid=valid))
+    world.drop_file("945_large.x12", interchange(settings, sets, valid=valid))
     size_mb = (world.inbox / "945_large.x12").stat().st_size / 1024 / 1024
-    _log(as_json, f"large file: {size_mb:.0f} MB, {sets} sets; processing in a child process")
+    _log(as_json, f"large file ({'valid sets' if valid else 'every set invalid'}): {size_mb:.0f} MB, {sets} sets; "
+                  "processing in a child process")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(config_to_yaml(world.config))
     env = {**os.environ, **world.automation.environment(), "GP_DATABASE_URL": world.database_url}
@@ -105,6 +108,9 @@ def _large_file(world: ScenarioWorld, as_json: bool) -> dict[str, Any]:
     return figures
 
 
+LARGE_FILES = {"large_file": True, "large_invalid_file": False}
+
+
 def main(as_json: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     server_url = database.ensure_embedded_server().url() if not os.environ.get(database.DATABASE_URL_ENV) else \
@@ -112,13 +118,13 @@ def main(as_json: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {"scenarios": {}}
     _log(as_json, "== automation benchmark: scenarios against fresh stand-ins ==")
     with tempfile.TemporaryDirectory(prefix="gp-bench-automation-", dir=database.project_home()) as root:
-        for name in [*SCENARIOS, "large_file"]:
+        for name in [*SCENARIOS, *LARGE_FILES]:
             db_name, url = _fresh_database(server_url)
             world = ScenarioWorld(Path(root) / name, url, **WORLD_OPTIONS.get(name, {})).start()
             try:
-                if name == "large_file":
-                    results["large_file"] = _large_file(world, as_json)
-                    _log(as_json, f"large file: {results['large_file']}")
+                if name in LARGE_FILES:
+                    results[name] = _large_file(world, as_json, valid=LARGE_FILES[name])
+                    _log(as_json, f"{name}: {results[name]}")
                     continue
                 result = play(name, world)
                 results["scenarios"][name] = {k: v for k, v in result.as_dict().items() if k != "name"}

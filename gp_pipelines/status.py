@@ -127,16 +127,9 @@ def collect_status(conn: psycopg.Connection, instances: Iterable[str],
 
 
 def _age(moment: datetime | None, now: datetime) -> str:
-    if moment is None:
-        return "never"
-    seconds = int((now - moment).total_seconds())
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60}m ago"
-    if seconds < 172800:
-        return f"{seconds // 3600}h ago"
-    return f"{seconds // 86400}d ago"
+    from gp_pipelines.automation.attention import age_text
+
+    return "never" if moment is None else f"{age_text(now - moment)} ago"
 
 
 def format_status(report: StatusReport) -> str:

@@ -38,7 +38,8 @@ class AttentionItem:
 
     def line(self, now: datetime) -> str:
         where = f"{self.instance}/" if self.instance else ""
-        return f"{self.kind} {self.reason}: {where}{self.subject} since {_age(now - self.since)}: {self.detail[:160]}"
+        since = age_text(now - self.since)
+        return f"{self.kind} {self.reason}: {where}{self.subject} since {since}: {self.detail[:160]}"
 
 
 def attention_items(conn: psycopg.Connection, *, waiting_after: timedelta = DEFAULT_WAITING_AFTER,
@@ -117,7 +118,8 @@ def summarise(items: list[AttentionItem]) -> dict[str, int]:
     return summary
 
 
-def _age(delta: timedelta) -> str:
+def age_text(delta: timedelta) -> str:
+    """A duration the way a person reads it at a glance: 45s, 12m, 5h, 3d."""
     seconds = int(delta.total_seconds())
     if seconds < 120:
         return f"{seconds}s"

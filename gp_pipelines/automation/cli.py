@@ -54,7 +54,7 @@ def _outbox(args: argparse.Namespace, conn: psycopg.Connection) -> int:
         print(", ".join(f"{state} {count}" for state, count in outbox.backlog(conn).items()))
         now = datetime.now(UTC)
         for item in (i for i in attention.attention_items(conn) if i.kind == "outbox"):
-            print(f"{item.reason:<14} {item.key}  since {attention._age(now - item.since)}  {item.detail[:140]}")
+            print(f"{item.reason:<14} {item.key}  since {attention.age_text(now - item.since)}  {item.detail[:140]}")
         return 0
     keys = list(args.keys)
     if args.all_given_up:

@@ -172,8 +172,9 @@ class _Sink:
         return self.spool.write(data)
 
 
-# A 997 answers each set with an AK2 loop; in a group of more sets than this it answers only those not accepted,
-# and AK9 carries the counts (a common practice for large groups), so a huge file costs no memory per good set.
+# A 997 answers each set with an AK2 loop; in a group of more sets than this it answers only those not accepted
+# (the first this many of them), and AK9 carries the counts of all (a common practice for large groups), so a
+# huge file costs no memory per set.
 AK2_FOR_EVERY_SET_UP_TO = 1000
 
 
@@ -187,36 +188,54 @@ class _GroupAnswers:
     refused: list[SetAck] = field(default_factory=list)
     order: list[bool] = field(default_factory=list)  # per set: accepted? (the AK2 loops keep the file's order)
     accepted_count: int = 0
+    refused_count: int = 0
     end: GroupEnd | None = None
 
     def add(self, transaction: TransactionSet) -> None:
         if transaction.accepted:
             self.accepted_count += 1
-            self.accepted.append((transaction.set_id, transaction.control_number))
         else:
-            self.refused.append(set_ack(transaction))
+            self.refused_count += 1
+            if len(self.refused) < AK2_FOR_EVERY_SET_UP_TO:
+                self.refused.append(set_ack(transaction))
+        if self.accepted_count + self.refused_count > AK2_FOR_EVERY_SET_UP_TO:
+            self.accepted, self.order = [], []  # a large group: only the counts and the refused sets
+            return
+        if transaction.accepted:
+            self.accepted.append((transaction.set_id, transaction.control_number))
         self.order.append(transaction.accepted)
-        if self.accepted_count > AK2_FOR_EVERY_SET_UP_TO:
-            self.accepted, self.order = [], []
 
     def ack(self, reject_all: bool) -> FunctionalAck:
         assert self.end is not None
-        if self.order:  # small: every set answered, in order
+        if self.accepted_count + self.refused_count <= AK2_FOR_EVERY_SET_UP_TO:  # every set answered, in order
             good, bad = iter(self.accepted), iter(self.refused)
             answers = [SetAck(*next(good), "A") if ok else next(bad) for ok in self.order]
             ack = functional_ack(self.header, answers, self.end)
         else:
             ack = functional_ack(self.header, self.refused, self.end, accepted=self.accepted_count,
-                                 received=self.accepted_count + len(self.refused))
+                                 received=self.accepted_count + self.refused_count)
         return _rejecting(ack) if reject_all else ack
 
 
 @dataclass
 class _Scan:
-    issues: list[str] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)  # the first MAX_REASONS, in words
+    issue_count: int = 0
     groups: list[_GroupAnswers] = field(default_factory=list)
     unmatched: str = ""
     sets: int = 0
+
+    def add_issues(self, issues: Any) -> None:
+        for issue in issues:
+            if issue.is_error:
+                self.issue_count += 1
+                if len(self.issues) < MAX_REASONS:
+                    self.issues.append(str(issue))
+
+    def add_problem(self, text: str) -> None:
+        self.issue_count += 1
+        if len(self.issues) < MAX_REASONS:
+            self.issues.append(text)
 
 
 def _scan(conn: psycopg.Connection, partner: PartnerConfig, stream: BinaryIO,
@@ -230,10 +249,9 @@ def _scan(conn: psycopg.Connection, partner: PartnerConfig, stream: BinaryIO,
     try:
         for event in iter_events(stream):
             if isinstance(event, EdiIssue):
-                if event.is_error:
-                    scan.issues.append(str(event))
+                scan.add_issues([event])
                 continue
-            scan.issues.extend(str(issue) for issue in getattr(event, "issues", []) if issue.is_error)
+            scan.add_issues(getattr(event, "issues", ()))
             if isinstance(event, InterchangeHeader):
                 saw_interchange = True
             elif isinstance(event, GroupHeader):
@@ -251,9 +269,9 @@ def _scan(conn: psycopg.Connection, partner: PartnerConfig, stream: BinaryIO,
                 scan.groups.append(answers)
                 current = None
     except X12ReadError as exc:
-        scan.issues.append(f"not readable as X12 after the part read so far: {exc}")
-    if not saw_interchange and not scan.issues:
-        scan.issues.append("no ISA interchange header: not an X12 file")
+        scan.add_problem(f"not readable as X12 after the part read so far: {exc}")
+    if not saw_interchange and not scan.issue_count:
+        scan.add_problem("no ISA interchange header: not an X12 file")
     return scan
 
 
@@ -349,6 +367,10 @@ def _take(conn: psycopg.Connection, context: AutomationContext, entry: InboxEntr
              WHERE partner = %s AND name = %s AND listed_size = %s AND listed_modified = %s AND attempts = %s
                AND (lease_until IS NULL OR lease_until < now()) RETURNING *""",
                      (context.run_lease, entry.partner, entry.name, entry.size, entry.modified, entry.attempt))
+        if taken and taken[0]["state"] in ("failed", "incomplete"):
+            transition(conn, INBOUND_FILE, (taken[0]["id"],), "taken", actor=context.actor,
+                       cause=f"offered again (attempt {taken[0]['attempts']})")
+            taken[0]["state"] = "taken"
     return taken[0] if taken else None
 
 
@@ -488,12 +510,13 @@ def _process(conn: psycopg.Connection, context: AutomationContext, partner: Part
             return result
         sink.spool.seek(0)
         scan = _scan(conn, partner, sink.spool, handlers)
-        problems = list(scan.issues)
+        problems, count = list(scan.issues), scan.issue_count
         if sink.first_nul is not None:
             problems.insert(0, f"the file contains NUL bytes (the first at byte {sink.first_nul}): binary data or a "
                                "broken transfer")
+            count += 1
         if problems:
-            more = f" (+{len(problems) - MAX_REASONS} more)" if len(problems) > MAX_REASONS else ""
+            more = f" (+{count - MAX_REASONS} more)" if count > MAX_REASONS else ""
             return quarantine("; ".join(problems[:MAX_REASONS]) + more, scan, reject_all=sink.first_nul is not None)
         if scan.unmatched:
             return quarantine(scan.unmatched, scan, reject_all=False)

@@ -160,7 +160,8 @@ def a_945_uploaded_in_two_slow_halves(world: ScenarioWorld) -> ScenarioResult:
         world.drop_file("945_slow.x12", content, modified=time.time() + 5)  # the rest arrives
         late = [r for tick in range(2) for r in inbox_tick(world, context, cursor)]
         outbox_retry(world, context)
-    slow = [r.state for r in [*early, *late] if getattr(r, "file_name", "") == "945_slow.x12"]
+    runs = [r.state for r in [*early, *late] if getattr(r, "file_name", "") == "945_slow.x12"]
+    slow = [state for i, state in enumerate(runs) if i == 0 or runs[i - 1] != state]  # a retry may look twice
     return _result(world, [sale["ID"]], {
         "cin7_shipments_per_fulfilment": [1], "files_left_in_inbox": 0, "slow_file_runs": ["incomplete", "processed"],
     }, extra={"slow_file_runs": slow})

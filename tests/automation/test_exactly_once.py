@@ -88,7 +88,9 @@ def test_a_sale_waiting_for_stock_is_routed_when_the_stock_arrives(run):
 def test_a_945_uploaded_in_two_slow_halves_is_booked_once_when_complete(run):
     result = run("a_945_uploaded_in_two_slow_halves")
     runs = [states for name, states in result.histories.items() if name.startswith("file 945_slow")]
-    assert runs == [["taken", "incomplete", "superseded"], ["taken", "processed"]]
+    # The half file was looked at (once, or again after its back-off) and left; the whole one was booked.
+    assert runs == [["taken", "incomplete", "superseded"], ["taken", "processed"]] or \
+        runs == [["taken", "incomplete", "taken", "incomplete", "superseded"], ["taken", "processed"]], runs
 
 
 def test_one_bad_file_name_does_not_block_the_good_files(run):

@@ -209,19 +209,15 @@ def test_orders_route_since_lists_then_routes_sales_before_the_start_line(world,
     assert "no outbox item has the key 'nope:key'" in capsys.readouterr().err
 
 
-def test_the_sensors_and_jobs_drive_the_same_cycle(world, conn, monkeypatch):
-    """The Dagster layer: the new-order sensor offers one run per sale and attempt, a failed run (Cin7 down) is
-    offered again under a new key, the partner inbox sensor takes a file once it stopped changing."""
+def _dagster_resources(world, monkeypatch) -> dict:
+    """The automation resource as the code location builds it, pointed at the world's stand-ins."""
     import dagster as dg
 
-    from gp_pipelines.jobs.automation import partner_file_job, route_order_job
     from gp_pipelines.resources.automation import automation_resource_from_config
     from gp_pipelines.resources.cin7 import Cin7ApplicationKey, Cin7Resource
     from gp_pipelines.resources.database import PostgresResource
     from gp_pipelines.resources.shopify import shopify_resource_from_config
-    from gp_pipelines.sensors.automation import new_orders_sensor, partner_inbox_sensor
 
-    config = world.config
     for name, value in world.environment().items():
         monkeypatch.setenv(name, value)
     au = next(i for i in world.cin7.instances if i.key == INSTANCE)
@@ -229,8 +225,19 @@ def test_the_sensors_and_jobs_drive_the_same_cycle(world, conn, monkeypatch):
     cin7_resource = Cin7Resource(database=database, application_keys=[Cin7ApplicationKey(
         instance=INSTANCE, account_id=au.account_id, base_url=world.cin7.base_url,
         application_key=dg.EnvVar("GP_SCENARIO_AU_KEY"), calls_per_minute=100_000)])  # fmt: skip
-    resources = {"automation": automation_resource_from_config(config, database, cin7_resource,
-                                                               shopify_resource_from_config(config))}
+    return {"automation": automation_resource_from_config(world.config, database, cin7_resource,
+                                                          shopify_resource_from_config(world.config))}
+
+
+def test_the_sensors_and_jobs_drive_the_same_cycle(world, conn, monkeypatch):
+    """The Dagster layer: the new-order sensor offers one run per sale and attempt, a failed run (Cin7 down) is
+    offered again under a new key, the partner inbox sensor takes a file once it stopped changing."""
+    import dagster as dg
+
+    from gp_pipelines.jobs.automation import partner_file_job, route_order_job
+    from gp_pipelines.sensors.automation import new_orders_sensor, partner_inbox_sensor
+
+    resources = _dagster_resources(world, monkeypatch)
 
     def offers():
         with dg.build_sensor_context(resources=resources) as sensor_context:
@@ -276,20 +283,8 @@ def test_the_outbox_retry_job_shows_what_needs_attention(world, conn, monkeypatc
     import dagster as dg
 
     from gp_pipelines.assets.automation import automation_orders, automation_outbox
-    from gp_pipelines.resources.automation import automation_resource_from_config
-    from gp_pipelines.resources.cin7 import Cin7ApplicationKey, Cin7Resource
-    from gp_pipelines.resources.database import PostgresResource
-    from gp_pipelines.resources.shopify import shopify_resource_from_config
 
-    for name, value in world.environment().items():
-        monkeypatch.setenv(name, value)
-    au = next(i for i in world.cin7.instances if i.key == INSTANCE)
-    database = PostgresResource(url=world.database_url)
-    cin7_resource = Cin7Resource(database=database, application_keys=[Cin7ApplicationKey(
-        instance=INSTANCE, account_id=au.account_id, base_url=world.cin7.base_url,
-        application_key=dg.EnvVar("GP_SCENARIO_AU_KEY"), calls_per_minute=100_000)])  # fmt: skip
-    resources = {"automation": automation_resource_from_config(world.config, database, cin7_resource,
-                                                               shopify_resource_from_config(world.config))}
+    resources = _dagster_resources(world, monkeypatch)
     result = dg.materialize([automation_outbox, automation_orders], resources=resources)
     assert result.success
     [orders] = [m for m in result.get_asset_materialization_events()
