@@ -8,9 +8,9 @@ import dagster as dg
 import httpx
 
 from gp_pipelines import database
-from gp_pipelines.automation.partner_demo import run_partner_demo
 from gp_pipelines.definitions import MAIN_JOB, WAREHOUSE_JOB, ZOHO_EXPORT_JOB, build_definitions
 from gp_pipelines.demo_cycle import play_order_cycle
+from gp_pipelines.demo_partner import run_partner_demo
 from gp_pipelines.sandbox.local import local_stack
 from gp_pipelines.sandbox.zoho import DEFAULT_LIMITS, ZohoSandboxOptions
 from gp_pipelines.warehouse.checks import reconciliation_summary

@@ -367,7 +367,7 @@ def test_chart_rendered_instance_validates_and_agrees_with_dagster_yaml(tmp_path
     for section in ("run_coordinator", "concurrency", "retention", "sensors", "schedules", "telemetry"):
         assert rendered[section] == instance_config[section], section
     # Only the resume attempts differ, on purpose (see test_no_resume_attempts_with_the_default_launcher), and the
-    # overall max_runtime_seconds, which the chart does not render: there the jobs' dagster/max_runtime tags bound
+    # overall max_runtime_seconds, which the Helm values do not carry: there the jobs' dagster/max_runtime tags bound
     # the automation runs (test_limited_tags_and_pool_are_the_ones_the_code_uses).
     kubernetes_monitoring = dict(rendered["run_monitoring"], max_resume_run_attempts=0)
     plain_monitoring = {k: v for k, v in instance_config["run_monitoring"].items() if k != "max_runtime_seconds"}

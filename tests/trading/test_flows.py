@@ -28,7 +28,6 @@ from gp_pipelines.automation import partner_flows as flows
 from gp_pipelines.automation.context import AutomationContext
 from gp_pipelines.automation.inbound import process_inbox, process_partner_file
 from gp_pipelines.automation.outbox import RetryPolicy
-from gp_pipelines.automation.partner_demo import run_partner_demo
 from gp_pipelines.cin7.client import Cin7Client
 from gp_pipelines.cin7.entities import ENTITIES
 from gp_pipelines.cin7.errors import Cin7RequestError, Cin7ServerError
@@ -37,6 +36,7 @@ from gp_pipelines.cin7.store import ensure_cache_schema
 from gp_pipelines.cin7.sync import sync_entity
 from gp_pipelines.config import InstanceConfig, PartnerConfig, PlatformConfig, config_to_yaml
 from gp_pipelines.connectors.transport import transport_for
+from gp_pipelines.demo_partner import run_partner_demo
 from gp_pipelines.edi.models import OrderLine, Party, PurchaseOrder, PurchaseOrderAck
 from gp_pipelines.edi.writer import write_interchange
 from gp_pipelines.jobs.trading import INVENTORY_FEED_JOB, PARTNER_DOCUMENTS_JOB
