@@ -356,7 +356,7 @@ def _take(conn: psycopg.Connection, context: AutomationContext, entry: InboxEntr
                            cause=f"listed in {entry.partner}'s inbox ({entry.size} bytes)", actor=context.actor)
             for (older,) in conn.execute(
                     "SELECT id FROM automation.inbound_files WHERE partner = %s AND name = %s AND id <> %s "
-                    "AND state IN ('failed', 'incomplete', 'taken') AND archived_at IS NULL",
+                    "AND state IN ('failed', 'incomplete', 'taken', 'unreadable') AND archived_at IS NULL",
                     (entry.partner, entry.name, created[0])).fetchall():  # fmt: skip
                 transition(conn, INBOUND_FILE, (older,), "superseded", actor=context.actor,
                            changes={"lease_until": None},

@@ -341,7 +341,13 @@ def plan_sale(conn: psycopg.Connection, context: AutomationContext, instance: st
     if not reason and not rules:
         reason = f"no location rules are configured for instance {instance!r}"
     if reason:
-        return settle("held", reason) if not existing else reason
+        if not existing:
+            return settle("held", reason)
+        # Part of it is ours already; the rest someone else took on (or cannot be planned): we plan no more of it.
+        with conn.transaction():
+            conn.execute("UPDATE automation.sales SET backordered = '[]', stock_checked_at = %s, updated_at = now() "
+                         "WHERE instance = %s AND sale_id = %s", (checked_at, instance, sale_id))
+        return f"no further routing: {reason}"
     lines = remaining_lines(order_lines(sale), covered_quantities(conn, instance, sale_id))
     if not lines:
         with conn.transaction():

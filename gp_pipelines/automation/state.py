@@ -59,7 +59,7 @@ FILE_STATES = (
     "quarantined",  # not X12, invalid, or about something we never sent: kept with the reason, notified
     "unreadable",  # could not be fetched (e.g. permission denied): reported, offered again when it changes
     "dismissed",  # an operator looked at a quarantined or unreadable file and set it aside
-    "superseded",  # the partner changed the file before it was taken: its later listing took over
+    "superseded",  # the partner changed the file before it was processed (or readable): its later listing took over
 )
 # States that need nobody: a sale, file or shipment in one of these is finished.
 SALE_FINAL = ("done", "cancelled")

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from gp_pipelines.cin7.client import Cin7Client
+from gp_pipelines.cin7.client import Cin7Client, RetryPolicy
 from gp_pipelines.cin7.limiter import PostgresRateLimiter
 from gp_pipelines.config import PlatformConfig
 from gp_pipelines.resources.database import PostgresResource
@@ -31,6 +31,9 @@ class Cin7Resource(dg.ConfigurableResource):
     application_keys: list[Cin7ApplicationKey]
     database: PostgresResource
     timeout_seconds: float = 30.0
+    # How hard one call tries through outages before it fails (the run then records it and is offered again).
+    max_attempts: int = RetryPolicy.max_attempts
+    backoff_base_seconds: float = RetryPolicy.backoff_base
 
     @contextlib.contextmanager
     def client(self, instance: str) -> Iterator[Cin7Client]:
@@ -46,6 +49,7 @@ class Cin7Resource(dg.ConfigurableResource):
             instance=instance,
             timeout=self.timeout_seconds,
             limiter=limiter,
+            retry=RetryPolicy(max_attempts=self.max_attempts, backoff_base=self.backoff_base_seconds),
         )
         try:
             yield client

@@ -224,7 +224,8 @@ def _dagster_resources(world, monkeypatch) -> dict:
     database = PostgresResource(url=world.database_url)
     cin7_resource = Cin7Resource(database=database, application_keys=[Cin7ApplicationKey(
         instance=INSTANCE, account_id=au.account_id, base_url=world.cin7.base_url,
-        application_key=dg.EnvVar("GP_SCENARIO_AU_KEY"), calls_per_minute=100_000)])  # fmt: skip
+        application_key=dg.EnvVar("GP_SCENARIO_AU_KEY"), calls_per_minute=100_000)],
+        max_attempts=2, backoff_base_seconds=0.01)  # fmt: skip
     return {"automation": automation_resource_from_config(world.config, database, cin7_resource,
                                                           shopify_resource_from_config(world.config))}
 
