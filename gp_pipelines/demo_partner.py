@@ -7,11 +7,10 @@ as a merchant's staff would."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -168,17 +167,6 @@ def _catalogue(products: list[dict[str, Any]]) -> list[PartnerItem]:
     return items
 
 
-@contextlib.contextmanager
-def demo_context(
-    config: PlatformConfig, database_url: str, environ: Mapping[str, str] | None = None, actor: str = "demo"
-) -> Iterator[AutomationContext]:
-    """An `AutomationContext` (850 handler registered) outside Dagster: Cin7 clients from the config and the
-    application keys in `environ`, sharing the database's rate limit log; partner transports; the notifier."""
-    with context_from_environment(config, database_url, actor=actor,
-                                  environ=os.environ if environ is None else environ) as context:
-        yield context
-
-
 def demo_partner(
     conn: psycopg.Connection, retailer: PartnerSandbox, instance: str, key: str = DEMO_PARTNER
 ) -> PartnerConfig:
@@ -221,5 +209,5 @@ def run_partner_demo(
     config = config.model_copy(update={"partners": [*others, partner]})
     say(f"\nTrading partner {partner.name} ({partner.key}, instance {instance}, customer {partner.customer}), "
         f"files under {retailer.root}")  # fmt: skip
-    with demo_context(config, database_url) as context:
+    with context_from_environment(config, database_url, actor="demo", environ=os.environ) as context:
         return play_partner_order(database_url, context, partner, retailer, say=say)

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from gp_pipelines.automation.attention import age_text
 from gp_pipelines.cin7.entities import ENTITIES
 
 # How old a sync may be before it is called stale: the documents schedule runs every 15 minutes, master data
@@ -127,8 +128,6 @@ def collect_status(conn: psycopg.Connection, instances: Iterable[str],
 
 
 def _age(moment: datetime | None, now: datetime) -> str:
-    from gp_pipelines.automation.attention import age_text
-
     return "never" if moment is None else f"{age_text(now - moment)} ago"
 
 

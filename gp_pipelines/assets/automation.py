@@ -55,7 +55,7 @@ def automation_outbox(context: dg.AssetExecutionContext, automation: AutomationR
                 key=f"edi.overdue:{row['id']}", conn=conn)
         exchange.mark_overdue_notified(conn, [row["id"] for row in late])
         backlog = outbox.backlog(conn)
-        given_up = conn.execute("SELECT count(*) FROM automation.outbox WHERE state = 'given_up'").fetchone()[0]
+    given_up = backlog["given_up"]
     yield dg.MaterializeResult(metadata={
         "retried": len(done.retried),
         "retried_done": sum(1 for item in done.retried if item.state == "done"),

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from gp_pipelines.automation.schema import STUCK_AFTER
+from gp_pipelines.automation import outbox
 from gp_pipelines.automation.state import FULFILMENT, INBOUND_FILE, SALE, SHIPMENT, counts_by_state, rows
 
 DEFAULT_WAITING_AFTER = timedelta(hours=24)
@@ -43,8 +43,9 @@ class AttentionItem:
 
 
 def attention_items(conn: psycopg.Connection, *, waiting_after: timedelta = DEFAULT_WAITING_AFTER,
-                    now: datetime | None = None) -> list[AttentionItem]:
-    """Everything that needs a person now (see the module docstring), given-up and failed first."""
+                    now: datetime | None = None, kinds: tuple[str, ...] = ("outbox", "sale", "file")
+                    ) -> list[AttentionItem]:
+    """Everything of `kinds` that needs a person now (see the module docstring), given-up and failed first."""
     at = now or datetime.now(UTC)
     if conn.execute("SELECT to_regclass('automation.outbox') IS NULL").fetchone()[0]:
         return []
@@ -52,20 +53,11 @@ def attention_items(conn: psycopg.Connection, *, waiting_after: timedelta = DEFA
         AttentionItem("outbox", row["reason"], row["key"], row["instance"] or "", row["since"],
                       f"{row['kind']} after {row['attempts']} attempt(s): {row['last_error'] or 'no error recorded'}",
                       row["key"])
-        for row in rows(conn, f"""
-            SELECT key, kind, instance, attempts, last_error,
-                   CASE WHEN state = 'given_up' THEN 'given_up' WHEN state = 'running' THEN 'lease_expired'
-                        WHEN state = 'failed' THEN 'failed' ELSE 'overdue' END AS reason,
-                   CASE WHEN state = 'pending' THEN created_at ELSE updated_at END AS since
-              FROM automation.outbox
-             WHERE state IN ('given_up', 'failed')
-                OR (state = 'pending' AND next_attempt_at < %(at)s - interval '{STUCK_AFTER}')
-                OR (state = 'running' AND lease_until < %(at)s)
-             ORDER BY state = 'given_up' DESC, id""", {"at": at})
-    ]  # fmt: skip
+        for row in (outbox.attention(conn) if "outbox" in kinds else [])
+    ]
     if conn.execute("SELECT to_regclass('automation.sales') IS NULL").fetchone()[0]:
         return items
-    items += [
+    items += [] if "sale" not in kinds else [
         AttentionItem("sale", row["reason"], row["order_number"] or row["sale_id"], row["instance"], row["since"],
                       row["detail"] or "", row["sale_id"])
         for row in rows(conn, """
@@ -80,7 +72,7 @@ def attention_items(conn: psycopg.Connection, *, waiting_after: timedelta = DEFA
              WHERE state = 'given_up' OR last_error IS NOT NULL OR waiting_since < %s
              ORDER BY state = 'given_up' DESC, last_error IS NULL, since""", (at - waiting_after,))
     ]  # fmt: skip
-    items += [
+    items += [] if "file" not in kinds else [
         AttentionItem("file", row["reason"], row["display_name"], row["partner"], row["updated_at"],
                       row["detail"] or "", str(row["id"]))
         for row in rows(conn, """

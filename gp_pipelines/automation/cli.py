@@ -53,7 +53,7 @@ def _outbox(args: argparse.Namespace, conn: psycopg.Connection) -> int:
     if args.outbox_command == "list":
         print(", ".join(f"{state} {count}" for state, count in outbox.backlog(conn).items()))
         now = datetime.now(UTC)
-        for item in (i for i in attention.attention_items(conn) if i.kind == "outbox"):
+        for item in attention.attention_items(conn, kinds=("outbox",)):
             print(f"{item.reason:<14} {item.key}  since {attention.age_text(now - item.since)}  {item.detail[:140]}")
         return 0
     keys = list(args.keys)

@@ -31,7 +31,9 @@ class AutomationContext:
     actor: str = "gp-pipelines"
     lock_wait_seconds: float = 30.0
     shopify: Callable[[str], Any] | None = None
-    # Set handlers by X12 set id for documents other than 945s and 997s (trading partners register 850 here).
+    # Set handlers by X12 set id for documents other than 945s and 997s (trading partners register 850 here):
+    # `handler(conn, context, partner, document, file_id) -> list[str]` (what its outbox items did), with an
+    # optional `precheck(conn, partner, document)` attribute that raises `UnmatchedDocument` before anything acts.
     extra_handlers: dict[str, Any] = field(default_factory=dict)
     # How long an outside action is trusted to its worker: above every call's overall deadline.
     outbox_lease_seconds: float = outbox.DEFAULT_LEASE_SECONDS
@@ -65,12 +67,15 @@ class AutomationContext:
         return outbox.run_due(conn, self.handlers(), self.policy, notifier=self.notifier, actor=self.actor, now=now,
                               lease_seconds=self.outbox_lease_seconds)
 
-    def run(self, conn: Any, key: str) -> outbox.OutboxItem:
-        """Run one outbox item with this context's handlers, policy and notifier."""
-        item = outbox.get_item(conn, key)
-        if item is None:
-            raise outbox.OutboxItemNotFound(key)
-        return outbox.run_item(conn, key, self.handlers()[item.kind], self.policy, notifier=self.notifier,
+    def run(self, conn: Any, key: str, kind: str | None = None) -> outbox.OutboxItem:
+        """Run one outbox item with this context's handlers, policy and notifier (`kind` when the caller knows
+        it, which saves reading the item first)."""
+        if kind is None:
+            item = outbox.get_item(conn, key)
+            if item is None:
+                raise outbox.OutboxItemNotFound(key)
+            kind = item.kind
+        return outbox.run_item(conn, key, self.handlers()[kind], self.policy, notifier=self.notifier,
                                actor=self.actor, lease_seconds=self.outbox_lease_seconds)
 
 
@@ -110,9 +115,11 @@ def open_context(config: PlatformConfig, database_url: str, *, actor: str, cin7:
 
 @contextlib.contextmanager
 def context_from_environment(config: PlatformConfig, database_url: str, *, actor: str,
-                             environ: Mapping[str, str]) -> Iterator[AutomationContext]:
-    """`open_context` outside Dagster (the CLI, the demo): Cin7 clients with the application keys in `environ`,
-    sharing the database's rate-limit log with every other process; Shopify clients with their tokens."""
+                             environ: Mapping[str, str],
+                             cin7: Callable[[str], Cin7Client] | None = None) -> Iterator[AutomationContext]:
+    """`open_context` outside Dagster (the CLI, the demo, the scenarios): Cin7 clients with the application keys
+    in `environ`, sharing the database's rate-limit log with every other process (or from `cin7(instance)`);
+    Shopify clients with their tokens."""
     from gp_pipelines.cin7.client import client_from_environment
     from gp_pipelines.cin7.limiter import PostgresRateLimiter
     from gp_pipelines.config import ConfigError
@@ -120,7 +127,7 @@ def context_from_environment(config: PlatformConfig, database_url: str, *, actor
 
     with contextlib.ExitStack() as stack:
 
-        def cin7(key: str) -> Cin7Client:
+        def from_keys(key: str) -> Cin7Client:
             instance = config.instance(key)
             limiter = PostgresRateLimiter(database_url, calls=instance.calls_per_minute)
             stack.callback(limiter.close)
@@ -134,6 +141,6 @@ def context_from_environment(config: PlatformConfig, database_url: str, *, actor
             return ShopifyClient(store.shop_url, token, store.api_version, name=store.key,
                                  token_source=f"environment variable {store.access_token_env}")
 
-        yield stack.enter_context(open_context(config, database_url, actor=actor, cin7=cin7,
+        yield stack.enter_context(open_context(config, database_url, actor=actor, cin7=cin7 or from_keys,
                                                shopify=shopify if config.automation.shopify else None,
                                                environ=environ))

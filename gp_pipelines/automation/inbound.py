@@ -33,18 +33,18 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 import psycopg
 
 from gp_pipelines.automation import exchange, outbox
 from gp_pipelines.automation.context import AutomationContext
 from gp_pipelines.automation.errors import UnmatchedDocument
-from gp_pipelines.automation.locks import advisory_lock, order_lock
+from gp_pipelines.automation.locks import advisory_lock
 from gp_pipelines.automation.orders import SEND_EDI, ensure_order_tables
 from gp_pipelines.automation.reconcile import SaleProgress, advance_sale
 from gp_pipelines.automation.schema import record_audit
-from gp_pipelines.automation.shipping import ShipmentCheck, record_shipping_advice, sale_of_advice
+from gp_pipelines.automation.shipping import ShipmentCheck, record_shipping_advice
 from gp_pipelines.automation.state import FILE_FINAL, INBOUND_FILE, record_history, rows, transition
 from gp_pipelines.config import PartnerConfig
 from gp_pipelines.connectors.transport import RemoteFile, TransportError, name_from_token, name_to_token, printable
@@ -58,14 +58,6 @@ from gp_pipelines.edi.validator import GroupEnd, GroupHeader, InterchangeHeader,
 _log = logging.getLogger(__name__)
 SPOOL_IN_MEMORY = 4 * 1024 * 1024  # larger files spill to a temporary file while they are processed
 MAX_REASONS = 5
-
-
-class SetHandler(Protocol):
-    """Acts on one inbound document of a set other than 945 and 997; returns what its outbox items did. An
-    optional `precheck(conn, partner, document)` attribute raises `UnmatchedDocument` before anything acts."""
-
-    def __call__(self, conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig, document: Any,
-                 file_id: int) -> list[str]: ...
 
 
 # ---------------------------------------------------------------- what the sensor offers
@@ -83,8 +75,13 @@ class InboxEntry:
     attempt: int = 0
 
     @property
+    def signature(self) -> list[int]:
+        """Size and time as listed (whole seconds, what SFTP reports): equal across two listings = complete."""
+        return [self.size, int(self.modified.timestamp())]
+
+    @property
     def run_key(self) -> str:
-        return f"{self.partner}:{self.name}:{self.size}:{int(self.modified.timestamp())}:{self.attempt}"
+        return f"{self.partner}:{self.name}:{self.size}:{self.signature[1]}:{self.attempt}"
 
     @property
     def display_name(self) -> str:
@@ -95,10 +92,6 @@ class InboxEntry:
         return cls(partner, name_to_token(remote.name), remote.size, remote.modified, attempt)
 
 
-def listing_signature(remote: RemoteFile) -> list[Any]:
-    return [remote.size, int(remote.modified.timestamp())]
-
-
 def inbox_offers(conn: psycopg.Connection, partner: PartnerConfig, listing: Sequence[RemoteFile],
                  previous: Mapping[str, Sequence[Any]], *, now: datetime | None = None,
                  limit: int = 50) -> tuple[list[InboxEntry], dict[str, list[Any]], int]:
@@ -107,19 +100,18 @@ def inbox_offers(conn: psycopg.Connection, partner: PartnerConfig, listing: Sequ
     `previous` is the last tick's signatures by name token. With `inbound_ready: stable` an entry is complete
     when the last tick saw the same size and time; `on_arrival` takes it at once."""
     at = now or datetime.now(UTC)
-    seen = {name_to_token(remote.name): listing_signature(remote) for remote in listing}
+    entries = [InboxEntry.of(partner.key, remote) for remote in listing]
+    seen = {entry.name: entry.signature for entry in entries}
     known = {(row["name"], row["listed_size"], int(row["listed_modified"].timestamp())): row for row in rows(
         conn, "SELECT * FROM automation.inbound_files WHERE partner = %s AND name = ANY(%s)",
         (partner.key, list(seen)))}  # fmt: skip
     offers: list[InboxEntry] = []
     settling = 0
-    for remote in listing:
-        token = name_to_token(remote.name)
-        if partner.transport.inbound_ready == "stable" and list(previous.get(token) or []) != seen[token]:
+    for entry in entries:
+        if partner.transport.inbound_ready == "stable" and list(previous.get(entry.name) or []) != entry.signature:
             settling += 1
             continue
-        row = known.get((token, *seen[token]))
-        entry = InboxEntry.of(partner.key, remote)
+        row = known.get((entry.name, *entry.signature))
         if row is None:
             offers.append(entry)
             continue
@@ -420,8 +412,14 @@ def _archive(context: AutomationContext, conn: psycopg.Connection, row: Mapping[
 def process_inbox_entry(conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig,
                         entry: InboxEntry) -> InboundResult:
     """Process one inbox entry (see the module docstring). `conn` is autocommit. Raises only for an outage of
-    an outside system after recording it (the entry is offered again after the back-off)."""
+    an outside system after recording it (the entry is offered again after the back-off). A negative attempt (a
+    run launched by hand) takes whatever the entry's count is now."""
     ensure_order_tables(conn)
+    if entry.attempt < 0:
+        known = conn.execute("SELECT attempts FROM automation.inbound_files WHERE partner = %s AND name = %s AND "
+                             "listed_size = %s AND listed_modified = %s",
+                             (entry.partner, entry.name, entry.size, entry.modified)).fetchone()  # fmt: skip
+        entry = dataclasses.replace(entry, attempt=known[0] if known else 0)
     row = _take(conn, context, entry)
     if row is None:
         return InboundResult(partner.key, entry.display_name, "busy", "another run has this entry")
@@ -456,9 +454,9 @@ def _process(conn: psycopg.Connection, context: AutomationContext, partner: Part
         _notify(context, conn, partner, row, "unreadable", str(exc))
         result.state, result.reason = "unreadable", str(exc)
         return result
-    listed = (entry.size, int(entry.modified.timestamp()))
-    if (after is None or (after.size, int(after.modified.timestamp())) != listed or fetched.size != entry.size
-            or (fetched.size, int(fetched.modified.timestamp())) != listed):
+    # Complete: what was read, what the file was when the read began and when it ended all equal the listing.
+    read = [[fetched.size, int(fetched.modified.timestamp())], [fetched.opened_size, int(fetched.modified.timestamp())]]
+    if after is None or any(state != entry.signature for state in [*read, InboxEntry.of("", after).signature]):
         cause = ("it changed while being read (the partner is still writing it): taken when it stops changing"
                  if after is not None else "it left the inbox before it was read")
         _retry_later(conn, context, row, "incomplete", cause)
@@ -480,11 +478,11 @@ def _process(conn: psycopg.Connection, context: AutomationContext, partner: Part
     if not stored.created and stored.state in ("processed", "quarantined"):
         # The same name and bytes again: what it said was applied (or refused) when it first came.
         cause = f"the same file (name and content) was {stored.state} before (stored file {stored.id})"
-        _settle(conn, context, row, "duplicate" if stored.state == "processed" else "quarantined", cause)
-        _archive(context, conn, row, "processed" if stored.state == "processed" else "quarantine")
-        result.state, result.reason = ("duplicate" if stored.state == "processed" else "quarantined"), cause
+        state, folder = ("duplicate", "processed") if stored.state == "processed" else ("quarantined", "quarantine")
+        _settle(conn, context, row, state, cause)
+        _archive(context, conn, row, folder)
+        result.state, result.reason = state, cause
         return result
-    handlers = dict(context.extra_handlers)
 
     def quarantine(reason: str, scan: _Scan | None, *, reject_all: bool) -> InboundResult:
         reason = printable(reason)  # a reason may quote the file's own bytes, NULs included
@@ -509,7 +507,7 @@ def _process(conn: psycopg.Connection, context: AutomationContext, partner: Part
             result.state = "busy"
             return result
         sink.spool.seek(0)
-        scan = _scan(conn, partner, sink.spool, handlers)
+        scan = _scan(conn, partner, sink.spool, context.extra_handlers)
         problems, count = list(scan.issues), scan.issue_count
         if sink.first_nul is not None:
             problems.insert(0, f"the file contains NUL bytes (the first at byte {sink.first_nul}): binary data or a "
@@ -563,9 +561,7 @@ def _apply(conn: psycopg.Connection, context: AutomationContext, partner: Partne
                     conn=conn)
         elif isinstance(document, WarehouseShippingAdvice):
             acting += 1
-            sale = sale_of_advice(conn, partner, document)
-            with order_lock(conn, *sale, wait_seconds=context.lock_wait_seconds, raise_if_busy=True):
-                sale, created = record_shipping_advice(conn, context, partner, document, file_id, label)
+            sale, created = record_shipping_advice(conn, context, partner, document, file_id, label)
             result.documents.append(f"945 {document.order_number}: {'new' if created else 'duplicate'}")
             if created:
                 new += 1
@@ -586,15 +582,10 @@ def process_partner_file(conn: psycopg.Connection, context: AutomationContext, p
                          file_name: str) -> InboundResult:
     """Process one file in the partner's inbox now, as a run for its current listing would (for callers that
     know the file is complete: the demo, tests). `file_name` is the name as listed."""
-    ensure_order_tables(conn)
     remote = context.transport(partner.key).stat(file_name)
     if remote is None:
         return InboundResult(partner.key, file_name, "incomplete", "no such file in the inbox")
-    entry = InboxEntry.of(partner.key, remote)
-    known = conn.execute("SELECT attempts FROM automation.inbound_files WHERE partner = %s AND name = %s AND "
-                         "listed_size = %s AND listed_modified = %s",
-                         (partner.key, entry.name, entry.size, entry.modified)).fetchone()  # fmt: skip
-    return process_inbox_entry(conn, context, partner, dataclasses.replace(entry, attempt=known[0] if known else 0))
+    return process_inbox_entry(conn, context, partner, InboxEntry.of(partner.key, remote, attempt=-1))
 
 
 def process_inbox(conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig,

@@ -196,10 +196,6 @@ def remaining_lines(lines: Sequence[OrderLine], covered: Mapping[str, Decimal]) 
     return remaining
 
 
-def order_from_sale(sale: Mapping[str, Any]) -> Order:
-    return Order(str(sale["ID"]), ship_to_region(sale), tuple(order_lines(sale)))
-
-
 def available_stock(conn: psycopg.Connection, instance: str, sale: Mapping[str, Any],
                     lines: Sequence[OrderLine] | None = None) -> dict[tuple[str, str], Decimal]:
     """Stock per (location, product) for routing `lines` of this sale (default: all of its lines).
@@ -331,6 +327,14 @@ def plan_sale(conn: psycopg.Connection, context: AutomationContext, instance: st
                    changes={**facts, **changes})
         return cause
 
+    def note_remainder(backordered: list[dict[str, Any]], cause: str) -> str:
+        # Part of it is planned already: the sale keeps the state its fulfilments give it; only what is left
+        # to plan, and when stock was last looked at, change.
+        with conn.transaction():
+            conn.execute("UPDATE automation.sales SET backordered = %s, stock_checked_at = %s, updated_at = now() "
+                         "WHERE instance = %s AND sale_id = %s", (Jsonb(backordered), checked_at, instance, sale_id))
+        return cause
+
     if sale.get("Status") in ("VOIDED", "CREDITED"):
         if not existing:
             return settle("cancelled", f"the sale is {sale['Status'].lower()} in Cin7 Core", backordered=[])
@@ -343,30 +347,19 @@ def plan_sale(conn: psycopg.Connection, context: AutomationContext, instance: st
     if reason:
         if not existing:
             return settle("held", reason)
-        # Part of it is ours already; the rest someone else took on (or cannot be planned): we plan no more of it.
-        with conn.transaction():
-            conn.execute("UPDATE automation.sales SET backordered = '[]', stock_checked_at = %s, updated_at = now() "
-                         "WHERE instance = %s AND sale_id = %s", (checked_at, instance, sale_id))
-        return f"no further routing: {reason}"
+        return note_remainder([], f"no further routing: {reason}")  # someone else took the rest on
     lines = remaining_lines(order_lines(sale), covered_quantities(conn, instance, sale_id))
     if not lines:
-        with conn.transaction():
-            conn.execute("UPDATE automation.sales SET backordered = '[]', stock_checked_at = %s, updated_at = now() "
-                         "WHERE instance = %s AND sale_id = %s", (checked_at, instance, sale_id))
-        return "every line is covered by a fulfilment"
+        return note_remainder([], "every line is covered by a fulfilment")
     plan = plan_fulfilments(Order(sale_id, ship_to_region(sale), tuple(lines)),
                             available_stock(conn, instance, sale, lines), rules)
     backordered = [line_json(line) for line in plan.backorders]
     if not plan.fulfilments:
         cause = f"no configured location has stock for {len(lines)} line(s) still to ship"
-        changes = {"backordered": backordered, "plan": plan_json(plan), "snapshot": sale_snapshot(sale)}
-        if existing:  # a remainder: the sale keeps the state of its fulfilments
-            with conn.transaction():
-                conn.execute("UPDATE automation.sales SET backordered = %s, stock_checked_at = %s, updated_at = now() "
-                             "WHERE instance = %s AND sale_id = %s",
-                             (Jsonb(backordered), checked_at, instance, sale_id))
-            return cause
-        return settle("waiting_for_stock", cause, **changes)
+        if existing:
+            return note_remainder(backordered, cause)
+        return settle("waiting_for_stock", cause, backordered=backordered, plan=plan_json(plan),
+                      snapshot=sale_snapshot(sale))
     first_seq = max((row["seq"] for row in existing), default=0) + 1
     with conn.transaction():
         round_number = conn.execute(

@@ -57,6 +57,7 @@ class Item:
     state: str
     due: bool
     last_error: str | None = None
+    kind: str | None = None
 
     @property
     def done(self) -> bool:
@@ -230,7 +231,7 @@ def _item(row: Mapping[str, Any] | None, now: datetime) -> Item | None:
         return None
     due = (row["state"] in ("pending", "failed") and row["next_attempt_at"] <= now) or (
         row["state"] == "running" and row["lease_until"] is not None and row["lease_until"] < now)
-    return Item(row["key"], row["state"], due, row["last_error"])
+    return Item(row["key"], row["state"], due, row["last_error"], row["kind"])
 
 
 def load_sale(conn: psycopg.Connection, context: AutomationContext, instance: str, sale_id: str) -> SaleView | None:
@@ -248,7 +249,7 @@ def load_sale(conn: psycopg.Connection, context: AutomationContext, instance: st
     shipments = rows(conn, "SELECT * FROM automation.shipments WHERE instance = %s AND sale_id = %s ORDER BY seq, id",
                      (instance, sale_id))
     items = {row["key"]: row for row in rows(
-        conn, "SELECT key, state, next_attempt_at, lease_until, last_error FROM automation.outbox "
+        conn, "SELECT key, kind, state, next_attempt_at, lease_until, last_error FROM automation.outbox "
               "WHERE instance = %s AND subject = %s", (instance, sale_id))}  # fmt: skip
     stores = {store.key for store in context.config.automation.shopify} if context.shopify is not None else set()
     wants_tracking = bool(sale["store_key"] in stores and sale["store_order_id"])
@@ -341,7 +342,7 @@ def _perform(conn: psycopg.Connection, context: AutomationContext, view: SaleVie
     if step.action == "plan":
         return f"routing: {plan_sale(conn, context, instance, sale_id)}"
     if step.action == "run":
-        item = context.run(conn, step.key)
+        item = context.run(conn, step.key, next((i.kind for i in view.items() if i.key == step.key), None))
         detail = f": {item.last_error}" if item.outcome in (outbox.FAILED, outbox.GAVE_UP) else ""
         return f"{step.why}: {item.key} {item.outcome}{detail}"
     fulfilment = next(f for f in view.fulfilments if f.row["seq"] == step.seq)

@@ -10,8 +10,8 @@ when several processes start at once (the DDL runs under a transaction-scoped ad
 - `automation.audit_log`: one row per state change or decision, with who made it (`actor`: a Dagster run id,
   a sensor name, a user).
 - `automation.notifications`: one row per notification key, so the same event notifies once.
-- `automation.outbox_attention`: what an operator must look at: items overdue by more than `STUCK_AFTER`,
-  running items whose lease expired (their worker died), and given-up items.
+- `automation.outbox_attention`: what an operator must look at: given-up and failed items, items overdue by
+  more than `STUCK_AFTER`, running items whose lease expired (their worker died).
 """
 
 from __future__ import annotations
@@ -34,6 +34,22 @@ _DDL_LOCK = "gp.ddl.automation"
 dumps_json = partial(json.dumps, default=str)
 
 _TABLES = ("outbox", "audit_log", "notifications")
+# What an operator must look at: every item given up or failing (with its last error), items overdue by more than
+# STUCK_AFTER, running items whose worker died. `status`, `outbox list` and the automation assets all read it.
+OUTBOX_ATTENTION_VIEW = f"""CREATE OR REPLACE VIEW {AUTOMATION_SCHEMA}.outbox_attention AS
+    SELECT o.id, o.key, o.kind, o.instance, o.subject, o.state, o.attempts,
+           CASE WHEN o.state = 'given_up' THEN 'given_up'
+                WHEN o.state = 'running' THEN 'lease_expired'
+                WHEN o.state = 'failed' THEN 'failed'
+                ELSE 'overdue' END AS reason,
+           now() - o.created_at AS age,
+           o.created_at, o.updated_at, o.next_attempt_at, o.lease_until, o.last_error,
+           -- columns are only added at the end: CREATE OR REPLACE VIEW keeps the ones an older version made
+           CASE WHEN o.state = 'pending' THEN o.created_at ELSE o.updated_at END AS since
+    FROM {AUTOMATION_SCHEMA}.outbox o
+    WHERE o.state IN ('given_up', 'failed')
+       OR (o.state = 'pending' AND o.next_attempt_at < now() - interval '{STUCK_AFTER}')
+       OR (o.state = 'running' AND o.lease_until < now())"""
 _VIEWS = ("outbox_attention",)
 
 _DDL = (
@@ -88,17 +104,7 @@ _DDL = (
             attempts integer NOT NULL DEFAULT 0,
             attempted_at timestamptz
         )""",
-    f"""CREATE OR REPLACE VIEW {AUTOMATION_SCHEMA}.outbox_attention AS
-        SELECT o.id, o.key, o.kind, o.instance, o.subject, o.state, o.attempts,
-               CASE WHEN o.state = 'given_up' THEN 'given_up'
-                    WHEN o.state = 'running' THEN 'lease_expired'
-                    ELSE 'overdue' END AS reason,
-               now() - o.created_at AS age,
-               o.created_at, o.updated_at, o.next_attempt_at, o.lease_until, o.last_error
-        FROM {AUTOMATION_SCHEMA}.outbox o
-        WHERE o.state = 'given_up'
-           OR (o.state IN ('pending', 'failed') AND o.next_attempt_at < now() - interval '{STUCK_AFTER}')
-           OR (o.state = 'running' AND o.lease_until < now())""",
+    OUTBOX_ATTENTION_VIEW,
 )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +27,7 @@ from psycopg.types.json import Jsonb
 from gp_pipelines.automation import outbox
 from gp_pipelines.automation.context import AutomationContext
 from gp_pipelines.automation.errors import UnmatchedDocument
+from gp_pipelines.automation.locks import order_lock
 from gp_pipelines.automation.state import SHIPMENT, record_history, rows
 from gp_pipelines.config import PartnerConfig
 from gp_pipelines.edi.models import WarehouseShippingAdvice
@@ -84,23 +86,46 @@ def _fulfilment_for(conn: psycopg.Connection, partner: PartnerConfig, order_numb
     return found[0]
 
 
-def _booked(conn: psycopg.Connection, fulfilment: Mapping[str, Any]) -> dict[str, Decimal]:
-    """Per SKU, what the fulfilment's recorded shipments shipped."""
+@dataclass(frozen=True)
+class _Shipping:
+    """What a 945 would book on its fulfilment, read from the database once."""
+
+    fulfilment: Mapping[str, Any]
+    key: str  # the fulfilment and the shipment's content
+    recorded: bool  # a shipment with this content is recorded already (the 945 is a re-delivery)
+    ordered: dict[str, Decimal]
+    booked: dict[str, Decimal]  # per SKU, what the fulfilment's recorded shipments shipped
+    shipping: dict[str, Decimal]  # per SKU, what this 945 ships
+
+
+def _shipping(conn: psycopg.Connection, fulfilment: Mapping[str, Any], advice: WarehouseShippingAdvice) -> _Shipping:
+    key = (f"{fulfilment['instance']}:{fulfilment['sale_id']}:{fulfilment['seq']}:"
+           f"{shipment_identity(fulfilment['depositor_order'], advice)}")  # fmt: skip
     booked: dict[str, Decimal] = {}
-    for (lines,) in conn.execute("SELECT lines FROM automation.shipments WHERE instance = %s AND sale_id = %s "
-                                 "AND seq = %s", (fulfilment["instance"], fulfilment["sale_id"], fulfilment["seq"])):
+    recorded = False
+    for shipment_key, lines in conn.execute(
+            "SELECT shipment_key, lines FROM automation.shipments WHERE instance = %s AND sale_id = %s AND seq = %s",
+            (fulfilment["instance"], fulfilment["sale_id"], fulfilment["seq"])):  # fmt: skip
+        recorded = recorded or shipment_key == key
         for sku, quantity in lines.items():
             booked[sku] = booked.get(sku, Decimal(0)) + Decimal(quantity)
-    return booked
+    ordered = {line["sku"]: Decimal(line["quantity"]) for line in fulfilment["lines"]}
+    shipping: dict[str, Decimal] = {}
+    for line in advice.lines:
+        sku = _sku(line)
+        if sku not in ordered:
+            raise UnmatchedDocument(f"945 {advice.order_number}: item {sku!r} was not on our 940")
+        shipping[sku] = shipping.get(sku, Decimal(0)) + line.quantity_shipped
+    return _Shipping(fulfilment, key, recorded, ordered, booked, shipping)
 
 
-def _shipment_key(fulfilment: Mapping[str, Any], advice: WarehouseShippingAdvice) -> str:
-    return (f"{fulfilment['instance']}:{fulfilment['sale_id']}:{fulfilment['seq']}:"
-            f"{shipment_identity(fulfilment['depositor_order'], advice)}")  # fmt: skip
-
-
-def _is_recorded(conn: psycopg.Connection, key: str) -> bool:
-    return conn.execute("SELECT 1 FROM automation.shipments WHERE shipment_key = %s", (key,)).fetchone() is not None
+def _refuse_overshipment(advice: WarehouseShippingAdvice, facts: _Shipping,
+                         pending: Mapping[str, Decimal] | None = None) -> None:
+    for sku, quantity in facts.shipping.items():
+        before = facts.booked.get(sku, Decimal(0)) + (pending or {}).get(sku, Decimal(0))
+        if before + quantity > facts.ordered[sku]:
+            raise UnmatchedDocument(f"945 {advice.order_number}: {quantity} of {sku!r} shipped, {before} shipped "
+                                    f"before, only {facts.ordered[sku]} ordered")
 
 
 class ShipmentCheck:
@@ -110,73 +135,54 @@ class ShipmentCheck:
 
     def __init__(self) -> None:
         self._seen: set[str] = set()
-        self._pending: dict[tuple[str, str], Decimal] = {}
+        self._pending: dict[str, dict[str, Decimal]] = {}  # per depositor order, SKU -> earlier 945s of the file
 
     def check(self, conn: psycopg.Connection, partner: PartnerConfig, advice: WarehouseShippingAdvice) -> None:
         """Raise `UnmatchedDocument` when the 945 cannot apply."""
-        fulfilment = _fulfilment_for(conn, partner, advice.order_number)
-        key = _shipment_key(fulfilment, advice)
-        if key in self._seen or _is_recorded(conn, key):
+        facts = _shipping(conn, _fulfilment_for(conn, partner, advice.order_number), advice)
+        if facts.key in self._seen or facts.recorded:
             return
-        ordered = {line["sku"]: Decimal(line["quantity"]) for line in fulfilment["lines"]}
-        booked = _booked(conn, fulfilment)
-        shipping: dict[str, Decimal] = {}
-        for line in advice.lines:
-            sku = _sku(line)
-            if sku not in ordered:
-                raise UnmatchedDocument(f"945 {advice.order_number}: item {sku!r} was not on our 940")
-            shipping[sku] = shipping.get(sku, Decimal(0)) + line.quantity_shipped
-        for sku, quantity in shipping.items():
-            before = booked.get(sku, Decimal(0)) + self._pending.get((advice.order_number, sku), Decimal(0))
-            if before + quantity > ordered[sku]:
-                raise UnmatchedDocument(f"945 {advice.order_number}: {quantity} of {sku!r} shipped, {before} shipped "
-                                        f"before, only {ordered[sku]} ordered")
-        self._seen.add(key)
-        for sku, quantity in shipping.items():
-            self._pending[(advice.order_number, sku)] = self._pending.get((advice.order_number, sku), 0) + quantity
-
-
-def sale_of_advice(conn: psycopg.Connection, partner: PartnerConfig,
-                   advice: WarehouseShippingAdvice) -> tuple[str, str]:
-    """(instance, sale id) of the fulfilment a 945 reports on."""
-    fulfilment = _fulfilment_for(conn, partner, advice.order_number)
-    return fulfilment["instance"], fulfilment["sale_id"]
+        pending = self._pending.setdefault(advice.order_number, {})
+        _refuse_overshipment(advice, facts, pending)
+        self._seen.add(facts.key)
+        for sku, quantity in facts.shipping.items():
+            pending[sku] = pending.get(sku, Decimal(0)) + quantity
 
 
 def record_shipping_advice(conn: psycopg.Connection, context: AutomationContext, partner: PartnerConfig,
                            advice: WarehouseShippingAdvice, file_id: int,
                            file_label: str) -> tuple[tuple[str, str], bool]:
-    """Record the shipment a 945 reports; returns ((instance, sale id), whether it was new). The caller holds the
-    sale's order lock, so shipments of one fulfilment are recorded one at a time, in order."""
-    ShipmentCheck().check(conn, partner, advice)
+    """Record the shipment a 945 reports; returns ((instance, sale id), whether it was new). It holds the sale's
+    order lock, so shipments of one fulfilment are recorded one at a time, in order."""
     fulfilment = _fulfilment_for(conn, partner, advice.order_number)
     sale = (fulfilment["instance"], fulfilment["sale_id"])
-    ordered = {line["sku"]: Decimal(line["quantity"]) for line in fulfilment["lines"]}
-    booked = _booked(conn, fulfilment)
-    shipped: dict[str, Decimal] = {}
-    final = False
-    for line in advice.lines:
-        sku = _sku(line)
-        shipped[sku] = shipped.get(sku, Decimal(0)) + line.quantity_shipped
+    with order_lock(conn, *sale, wait_seconds=context.lock_wait_seconds, raise_if_busy=True):
+        facts = _shipping(conn, fulfilment, advice)
+        if facts.recorded:
+            return sale, False
+        _refuse_overshipment(advice, facts)
         # W1201 PR/BP: shipped in part, the rest follows. Anything else short of the order (CP "partial,
         # considered complete") is final: a short-ship.
-        if line.status not in REST_FOLLOWS and booked.get(sku, Decimal(0)) + shipped[sku] < ordered[sku]:
-            final = True
-    number, url, carrier = tracking_of(advice)
-    with conn.transaction():
-        created = conn.execute(
-            """INSERT INTO automation.shipments (instance, sale_id, seq, shipment_key, partner, file_id, ship_date,
-                                                carrier, tracking_number, tracking_url, lines, final, state)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'recorded')
-               ON CONFLICT (shipment_key) DO NOTHING RETURNING id""",
-            (*sale, fulfilment["seq"], _shipment_key(fulfilment, advice), partner.key, file_id, advice.ship_date,
-             carrier, number, url, Jsonb({sku: str(q) for sku, q in shipped.items()}), final),
-        ).fetchone()
-        if created:
-            units = ", ".join(f"{sku} ×{q}" for sku, q in shipped.items())
-            record_history(conn, SHIPMENT, (created[0],), None, "recorded",
-                           cause=f"945 {advice.order_number} in {file_label}: {units}" + (" (final)" if final else ""),
-                           actor=context.actor)
+        short = {sku for sku, quantity in facts.shipping.items()
+                 if facts.booked.get(sku, Decimal(0)) + quantity < facts.ordered[sku]}  # fmt: skip
+        final = any(line.status not in REST_FOLLOWS and _sku(line) in short for line in advice.lines)
+        number, url, carrier = tracking_of(advice)
+        with conn.transaction():
+            created = conn.execute(
+                """INSERT INTO automation.shipments (instance, sale_id, seq, shipment_key, partner, file_id,
+                                                    ship_date, carrier, tracking_number, tracking_url, lines, final,
+                                                    state)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'recorded')
+                   ON CONFLICT (shipment_key) DO NOTHING RETURNING id""",
+                (*sale, fulfilment["seq"], facts.key, partner.key, file_id, advice.ship_date, carrier, number, url,
+                 Jsonb({sku: str(q) for sku, q in facts.shipping.items()}), final),
+            ).fetchone()
+            if created:
+                units = ", ".join(f"{sku} ×{q}" for sku, q in facts.shipping.items())
+                record_history(conn, SHIPMENT, (created[0],), None, "recorded",
+                               cause=f"945 {advice.order_number} in {file_label}: {units}" + (" (final)" if final
+                                                                                              else ""),
+                               actor=context.actor)
     return sale, created is not None
 
 

@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from gp_pipelines.automation.schema import ensure_automation_schema
+from gp_pipelines.automation.schema import OUTBOX_ATTENTION_VIEW, ensure_automation_schema
 
 SALE_STATES = (
     "new",  # admitted (after the start line, or by an operator); routing comes next
@@ -85,7 +85,6 @@ SALE = StateKind("sale", "automation.sales", ("instance", "sale_id"), SALE_STATE
 FULFILMENT = StateKind("fulfilment", "automation.fulfilments", ("instance", "sale_id", "seq"), FULFILMENT_STATES)
 SHIPMENT = StateKind("shipment", "automation.shipments", ("id",), SHIPMENT_STATES)
 INBOUND_FILE = StateKind("file", "automation.inbound_files", ("id",), FILE_STATES)
-KINDS = {kind.name: kind for kind in (SALE, FULFILMENT, SHIPMENT, INBOUND_FILE)}
 
 
 def _check(states: Sequence[str]) -> str:
@@ -247,6 +246,7 @@ def ensure_state_tables(conn: psycopg.Connection) -> None:
             return
         conn.execute(_DDL)
         conn.execute(_CARRY_OVER)
+        conn.execute(OUTBOX_ATTENTION_VIEW)  # it lists failing items too since this version
 
 
 # ---------------------------------------------------------------- transitions
@@ -360,12 +360,6 @@ def start_line(conn: psycopg.Connection, configured: datetime | None = None, *, 
         )
         value = conn.execute("SELECT value FROM automation.settings WHERE key = %s", (START_LINE,)).fetchone()[0]
     return datetime.fromisoformat(value)
-
-
-def stored_start_line(conn: psycopg.Connection) -> datetime | None:
-    """The stored start line, without storing one (None before the automation first ran)."""
-    row = conn.execute("SELECT value FROM automation.settings WHERE key = %s", (START_LINE,)).fetchone()
-    return datetime.fromisoformat(row[0]) if row else None
 
 
 def rows(conn: psycopg.Connection, query: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:

@@ -54,7 +54,7 @@ class PartnerFileConfig(dg.Config):
     name: str  # the name as a token (`connectors.transport.name_to_token`)
     size: int
     modified: str  # ISO 8601, as listed
-    attempt: int = 0
+    attempt: int = -1  # the entry's run count when offered (the sensor sets it); -1 for a run launched by hand
 
 
 @dg.op(tags={"gp/kind": "edi"}, pool="cin7_api")

@@ -27,7 +27,7 @@ from typing import Any, Self
 
 import psycopg
 
-from gp_pipelines.automation.context import AutomationContext, open_context
+from gp_pipelines.automation.context import AutomationContext, context_from_environment
 from gp_pipelines.automation.inbound import inbox_offers, process_inbox_entry, process_partner_file
 from gp_pipelines.automation.orders import ensure_order_tables, routing_offers
 from gp_pipelines.automation.reconcile import retry_pass, take_routing_offer
@@ -38,7 +38,6 @@ from gp_pipelines.cin7.limiter import LocalRateLimiter
 from gp_pipelines.cin7.store import ensure_cache_schema
 from gp_pipelines.cin7.sync import sync_entity
 from gp_pipelines.config import PlatformConfig, parse_config
-from gp_pipelines.connectors.shopify import ShopifyClient
 from gp_pipelines.edi.models import WarehouseAdviceLine, WarehouseShippingAdvice
 from gp_pipelines.edi.validator import TransactionSet, iter_events
 from gp_pipelines.edi.writer import CountingControlNumbers, write_interchange
@@ -173,15 +172,8 @@ class ScenarioWorld(StartStop):
     @contextlib.contextmanager
     def context(self, actor: str = "scenario") -> Iterator[AutomationContext]:
         """The automation's context against the stand-ins; Cin7 calls go through `self.hooks`."""
-        environ = self.automation.environment()
-        stores = {store.key: store for store in self.config.automation.shopify}
-
-        def shopify(key: str) -> ShopifyClient:
-            store = stores[key]
-            return ShopifyClient(store.shop_url, environ[store.access_token_env], store.api_version, name=key)
-
-        with open_context(self.config, self.database_url, actor=actor, cin7=lambda _key: self.client(),
-                          shopify=shopify, environ=environ) as context:
+        with context_from_environment(self.config, self.database_url, actor=actor, environ=self.environment(),
+                                      cin7=lambda _key: self.client()) as context:
             context.lock_wait_seconds = 5
             context.outbox_lease_seconds = 1.0
             yield context

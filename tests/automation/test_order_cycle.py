@@ -17,7 +17,7 @@ from gp_pipelines.automation.inbound import InboxEntry, process_inbox_entry, pro
 from gp_pipelines.automation.reconcile import notify_long_waiting, take_routing_offer
 from gp_pipelines.automation.state import INBOUND_FILE, SALE, states_path
 from gp_pipelines.config import config_to_yaml
-from gp_pipelines.connectors.transport import RemoteFile
+from gp_pipelines.connectors.transport import RemoteFile, name_from_token
 from gp_pipelines.edi.models import WarehouseAdviceLine, WarehouseShippingAdvice
 from gp_pipelines.sandbox.scenarios import INSTANCE, ScenarioWorld, outbox_retry, route, ship_all
 
@@ -303,7 +303,9 @@ def test_the_outbox_retry_job_shows_what_needs_attention(world, conn, monkeypatc
 def test_a_name_that_is_not_utf8_travels_through_run_config(world):
     remote = RemoteFile(os.fsdecode(b"945_\xff.x12"), 10, datetime(2026, 11, 22, tzinfo=UTC))
     entry = InboxEntry.of(world.partner, remote)
-    json.dumps({"name": entry.name})  # run config is JSON: the token must be plain text
+    # Run config travels as UTF-8 JSON: the token must encode (a surrogate-escaped name would not) and decode back.
+    assert json.loads(json.dumps({"name": entry.name}, ensure_ascii=False).encode("utf-8"))["name"] == entry.name
+    assert name_from_token(entry.name) == remote.name and os.fsencode(remote.name) == b"945_\xff.x12"
     assert "\\xff" in entry.display_name
 
 
