@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gp_pipelines.automation.orders import routing_offers
 from gp_pipelines.automation.reconcile import take_routing_offer
@@ -256,9 +256,13 @@ def cin7_down_at_the_routing_runs_first_call(world: ScenarioWorld) -> ScenarioRe
             failed = True
         with world.connect() as conn:
             start = datetime.fromisoformat(world.start_line).replace(tzinfo=UTC)
-            keys.append([o.run_key for o in routing_offers(conn, world.config, start) if o.sale_id == sale["ID"]])
-            time.sleep(RETRY_WAIT)
-            keys.append([o.run_key for o in routing_offers(conn, world.config, start) if o.sale_id == sale["ID"]])
+            # Asked at fixed moments around the stored retry time, so a slow machine cannot outwait the back-off.
+            due = conn.execute("SELECT next_attempt_at FROM automation.sales WHERE instance = %s AND sale_id = %s",
+                               (INSTANCE, sale["ID"])).fetchone()[0]
+            for at in (due - timedelta(milliseconds=1), due):
+                keys.append([o.run_key for o in routing_offers(conn, world.config, start, now=at)
+                             if o.sale_id == sale["ID"]])
+            time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.01)
         world.cin7_up()
         progress = route(world, context, sale["ID"])
     world.warehouse_pass()
