@@ -572,6 +572,44 @@ class AutomationConfig(_Strict):
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
+class CacheConfig(_Strict):
+    """How the ERP cache guards itself against odd answers and proves it is complete."""
+
+    max_delete_share: float = Field(
+        default=0.2, ge=0, le=1,
+        description="A reconcile that would mark more than this share of an entity's live rows deleted refuses, "
+        "keeps the rows and fails the entity's completeness check",
+    )
+    verify_every_days: float = Field(
+        default=7, gt=0, description="The rolling verification re-reads every record at least this often"
+    )
+    clock_skew_minutes: float = Field(
+        default=10, ge=0,
+        description="A record stamped further ahead of the API's own clock (its Date header) is stored and flagged, "
+        "never trusted as the watermark",
+    )
+    full_read_max_calls: int | None = Field(
+        default=None, ge=1,
+        description="`--mode full` refuses to start when its estimated calls exceed this (default: no cap beyond the "
+        "rate limit)",
+    )
+
+
+class IntegrityConfig(_Strict):
+    """The completeness gates in front of the warehouse and every export."""
+
+    completeness_max_age_minutes: float = Field(
+        default=26 * 60, gt=0,
+        description="A cache entity's passing completeness check (API Total against the cache) must be younger "
+        "than this for the warehouse or an export to go ahead",
+    )
+    max_unknown_share: float = Field(
+        default=0.001, ge=0, le=1,
+        description="Largest share of fact lines allowed on an unknown dimension member (0 for an instance whose "
+        "master data passed its completeness checks)",
+    )
+
+
 class PlatformConfig(_Strict):
     reporting_currency: str = Field(description="The one currency every amount is also reported in")
     instances: list[InstanceConfig]
@@ -580,6 +618,8 @@ class PlatformConfig(_Strict):
     zoho_analytics: ZohoAnalyticsConfig | None = None
     notifications: NotificationsConfig | None = None
     automation: AutomationConfig = Field(default_factory=AutomationConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
     source: str = Field(default="<built-in sandbox config>", exclude=True)
 
     @field_validator("reporting_currency")
