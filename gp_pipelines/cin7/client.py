@@ -16,6 +16,8 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -107,6 +109,9 @@ class Cin7Client:
         self._http = http or http_client(timeout=timeout, deadline=deadline)
         self._owns_http = http is None
         self.stats = CallStats()
+        # The API's own clock, from the `Date` header of the latest answer: bounds the sync's watermark.
+        self.server_time: datetime | None = None
+        self.server_offset: timedelta | None = None  # server_time minus our clock when it arrived
 
     def close(self) -> None:
         if self._owns_http:
@@ -193,7 +198,8 @@ class Cin7Client:
                 self._wait(self._backoff(attempt))
                 continue
 
-            outcome = self._classify(response, endpoint)
+            self._note_server_clock(response)
+            outcome = self._classify(response, endpoint, method)
             if isinstance(outcome, _Throttle):
                 self.stats.throttled += 1
                 self._key_free_at[key_index] = time.monotonic() + outcome.wait
@@ -215,7 +221,20 @@ class Cin7Client:
     def _backoff(self, attempt: int) -> float:
         return min(self.retry.backoff_cap, self.retry.backoff_base * 2 ** (attempt - 1))
 
-    def _classify(self, response: httpx.Response, endpoint: str) -> _Outcome:
+    def _note_server_clock(self, response: httpx.Response) -> None:
+        header = response.headers.get("date")
+        if not header:
+            return
+        try:
+            moment = parsedate_to_datetime(header)
+        except (TypeError, ValueError):
+            return
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        self.server_time = moment
+        self.server_offset = moment - datetime.now(UTC)
+
+    def _classify(self, response: httpx.Response, endpoint: str, method: str = "GET") -> _Outcome:
         status = response.status_code
         text = response.text
         where = {"instance": self.instance, "endpoint": endpoint, "status": status}
@@ -240,9 +259,16 @@ class Cin7Client:
             return _Retryable(
                 Cin7ResponseError("received an HTML page instead of JSON (wrong endpoint?)", **where)
             )
+        if status in (404, 408) and _error_in_json(text) is None:
+            # Cin7 answers a missing record with a JSON error model; a bare 404/408 comes from a gateway or
+            # proxy in between and says nothing about the record: transient, never a deletion.
+            return _Retryable(Cin7ServerError(f"HTTP {status} without an API error ({text.strip()[:80] or 'empty'}; "
+                                              "a gateway or proxy answered)", **where))
         if status >= 400:
             raise Cin7RequestError(_error_message(text) or f"HTTP {status}", **where)
         if not text.strip():
+            if method == "GET":  # every read answers a JSON document; an empty 200 is a broken answer
+                return _Retryable(Cin7ResponseError("empty body in HTTP 200", **where))
             return _Done(None)
         try:
             value = json.loads(text)
@@ -354,6 +380,14 @@ def _error_in_body(value: Any) -> str | None:
         if isinstance(item, dict) and "ErrorCode" in item and "Exception" in item:
             return f"{item['ErrorCode']}: {item['Exception']}"
     return None
+
+
+def _error_in_json(text: str) -> str | None:
+    """The API's error model in a body, or None when the body is not JSON or holds none."""
+    try:
+        return _error_in_body(json.loads(text))
+    except ValueError:
+        return None
 
 
 def _error_message(text: str) -> str | None:

@@ -32,3 +32,8 @@ class Cin7ResponseError(Cin7Error):
 
 class Cin7RequestError(Cin7Error):
     """The API rejected the request (4xx with an error model): e.g. an illegal status transition."""
+
+
+class Cin7BudgetError(Cin7Error):
+    """A run that would spend more calls than it is allowed to (a full read over its budget): refused before it
+    starts."""

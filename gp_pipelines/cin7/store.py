@@ -28,7 +28,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -304,6 +304,15 @@ def unchanged_count(conn: psycopg.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM _gp_seen_sync WHERE NOT written").fetchone()[0])
 
 
+def count_unlisted(conn: psycopg.Connection, instance: str, entity: Entity) -> int:
+    """Live rows the current walk did not list: what a reconcile would mark deleted."""
+    return int(conn.execute(
+        f"""SELECT count(*) FROM {table(entity)} t WHERE t.instance = %s AND t.deleted_at IS NULL
+              AND NOT EXISTS (SELECT 1 FROM _gp_seen_walk w WHERE w.id = t.id)""",
+        (instance,),
+    ).fetchone()[0])
+
+
 def mark_unlisted_deleted(conn: psycopg.Connection, instance: str, entity: Entity) -> int:
     """After a complete, stable walk of the whole list: rows it did not list are gone (hard deletes)."""
     deleted = conn.execute(
@@ -324,17 +333,6 @@ def mark_unlisted_deleted(conn: psycopg.Connection, instance: str, entity: Entit
     return int(deleted)
 
 
-def mark_deleted(conn: psycopg.Connection, instance: str, entity: Entity, ids: Sequence[str]) -> int:
-    """Documents whose own detail read answers "not found": gone, whatever an older list said."""
-    if not ids:
-        return 0
-    return conn.execute(
-        f"""UPDATE {table(entity)} SET deleted_at = now()
-            WHERE instance = %s AND id = ANY(%s) AND deleted_at IS NULL""",
-        (instance, list(ids)),
-    ).rowcount
-
-
 # -- pending detail reads ----------------------------------------------------------------------------------
 
 
@@ -345,11 +343,13 @@ class PendingDetail:
     list_hash: str | None
 
 
-def next_pending(conn: psycopg.Connection, instance: str, entity: Entity, limit: int) -> list[PendingDetail]:
+def next_pending(conn: psycopg.Connection, instance: str, entity: Entity, limit: int, *, after: str = "",
+                 skip: Sequence[str] = ()) -> list[PendingDetail]:
+    """The next queued detail reads in id order, after `after`, leaving out `skip` (reads that failed this run)."""
     rows = conn.execute(
         f"""SELECT id, list_modified, list_hash FROM {SYNC_PENDING}
-            WHERE instance = %s AND entity = %s ORDER BY id LIMIT %s""",
-        (instance, entity.name, limit),
+            WHERE instance = %s AND entity = %s AND id > %s AND NOT (id = ANY(%s)) ORDER BY id LIMIT %s""",
+        (instance, entity.name, after, list(skip), limit),
     ).fetchall()
     return [PendingDetail(r[0], r[1], r[2]) for r in rows]
 
@@ -385,6 +385,51 @@ def queue_least_recently_verified(
     ).rowcount
 
 
+def queue_everything_listed(conn: psycopg.Connection, instance: str, entity: Entity) -> int:
+    """The full mode: every document the walk listed is read again (its hash compared, drift repaired)."""
+    return conn.execute(
+        f"""INSERT INTO {SYNC_PENDING} (instance, entity, id, list_modified, list_hash)
+            SELECT %(instance)s, %(entity)s, w.id, c.modified_at, c.list_hash
+              FROM _gp_seen_walk w
+              LEFT JOIN {table(entity)} c ON c.instance = %(instance)s AND c.id = w.id
+            ON CONFLICT (instance, entity, id) DO NOTHING""",
+        {"instance": instance, "entity": entity.name},
+    ).rowcount
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How recently the live rows were confirmed by a read of their own."""
+
+    live: int
+    verified_within: int  # live rows verified within the period
+    oldest_verified_at: datetime | None
+
+    @property
+    def share(self) -> float:
+        return 1.0 if self.live == 0 else self.verified_within / self.live
+
+
+def verification_coverage(conn: psycopg.Connection, instance: str, entity: Entity, period: timedelta) -> Coverage:
+    row = conn.execute(
+        f"""SELECT count(*), count(*) FILTER (WHERE verified_at >= now() - %s), min(verified_at)
+              FROM {table(entity)} WHERE instance = %s AND deleted_at IS NULL""",
+        (period, instance),
+    ).fetchone()
+    return Coverage(int(row[0]), int(row[1]), row[2])
+
+
+def stamped_after(conn: psycopg.Connection, instance: str, entity: Entity,
+                  bound: datetime) -> tuple[int, datetime | None]:
+    """Live rows stamped after `bound` (the API's clock plus the allowed skew), and the newest such stamp."""
+    row = conn.execute(
+        f"""SELECT count(*), max(modified_at) FROM {table(entity)}
+             WHERE instance = %s AND modified_at > %s AND deleted_at IS NULL""",
+        (instance, bound),
+    ).fetchone()
+    return int(row[0]), row[1]
+
+
 # -- sync state ----------------------------------------------------------------------------------------------
 
 
@@ -411,9 +456,12 @@ def load_state(conn: psycopg.Connection, instance: str, entity: Entity) -> SyncS
     return SyncState(instance, entity.name, row[0], row[1], row[2], row[3], row[4], row[5] or {})
 
 
-def max_modified(conn: psycopg.Connection, instance: str, entity: Entity) -> datetime | None:
+def max_modified(conn: psycopg.Connection, instance: str, entity: Entity,
+                 upto: datetime | None = None) -> datetime | None:
+    """The newest stored stamp, not counting stamps after `upto` (ahead of the API's clock)."""
     return conn.execute(
-        f"SELECT max(modified_at) FROM {table(entity)} WHERE instance = %s", (instance,)
+        f"SELECT max(modified_at) FROM {table(entity)} WHERE instance = %s "
+        "AND (%s::timestamptz IS NULL OR modified_at <= %s::timestamptz)", (instance, upto, upto)
     ).fetchone()[0]
 
 
@@ -425,20 +473,27 @@ def save_state(
     full_reconcile: bool,
     mode: str,
     result: dict[str, Any],
+    bound: datetime,
 ) -> SyncState:
-    """Record a finished sync. The watermark moves only to the highest modified stamp actually stored, and
-    only after a complete, stable walk whose documents are all stored (the caller decides)."""
+    """Record a finished sync. The watermark moves only to the highest modified stamp actually stored that is
+    not after `bound` (the API's own clock plus the allowed skew), and only after a complete, stable walk whose
+    documents are all stored (the caller decides). A stored watermark beyond `bound` (set by a record stamped
+    ahead, or before the API's clock stepped back) falls back to the newest stamp within it."""
     entity = ENTITIES[state.entity]
     row = conn.execute(
-        f"""INSERT INTO {SYNC_STATE} AS s
+        f"""WITH bounded AS (
+                SELECT max(modified_at) AS stamp FROM {table(entity)}
+                 WHERE instance = %(instance)s AND modified_at <= %(bound)s
+            )
+            INSERT INTO {SYNC_STATE} AS s
                 (instance, entity, watermark, sweep_position, last_sync_at, last_mode, last_full_at, last_result)
             VALUES (%(instance)s, %(entity)s,
-                    CASE WHEN %(advance)s THEN (SELECT max(modified_at) FROM {table(entity)}
-                                                 WHERE instance = %(instance)s) END,
+                    CASE WHEN %(advance)s THEN (SELECT stamp FROM bounded) END,
                     %(sweep)s, now(), %(mode)s, CASE WHEN %(full)s THEN now() END, %(result)s)
             ON CONFLICT (instance, entity) DO UPDATE SET
-                watermark = CASE WHEN %(advance)s
-                                 THEN GREATEST(s.watermark, EXCLUDED.watermark) ELSE s.watermark END,
+                watermark = CASE WHEN s.watermark > %(bound)s THEN (SELECT stamp FROM bounded)
+                                 WHEN %(advance)s THEN GREATEST(s.watermark, EXCLUDED.watermark)
+                                 ELSE s.watermark END,
                 sweep_position = EXCLUDED.sweep_position,
                 last_sync_at = EXCLUDED.last_sync_at, last_mode = EXCLUDED.last_mode,
                 last_full_at = COALESCE(EXCLUDED.last_full_at, s.last_full_at),
@@ -452,6 +507,7 @@ def save_state(
             "mode": mode,
             "full": full_reconcile,
             "result": json.dumps(result, default=str),
+            "bound": bound,
         },
     ).fetchone()
     state.watermark, state.last_full_at = row[0], row[1]

@@ -59,15 +59,25 @@ import psycopg
 from gp_pipelines.cin7 import store
 from gp_pipelines.cin7.client import Cin7Client, Page
 from gp_pipelines.cin7.entities import Entity
-from gp_pipelines.cin7.errors import Cin7RequestError, Cin7ResponseError
+from gp_pipelines.cin7.errors import (
+    Cin7BudgetError,
+    Cin7Error,
+    Cin7RequestError,
+    Cin7ResponseError,
+    Cin7ServerError,
+    Cin7ThrottledError,
+)
 from gp_pipelines.cin7.store import StagedRecord
 
 OVERLAP = timedelta(minutes=5)
 SWEEP_SHARE = 0.03  # of the run's calls, spent re-verifying the least recently verified documents
-DETAIL_BATCH = 100  # detail reads per write transaction (what a crash can cost to re-read)
+SWEEP_MARGIN = 1.1  # the rolling verification reads 10 % more than its period needs, to finish within it
+DETAIL_BATCH = 20  # detail reads per write transaction (what a crash can cost to re-read)
 MAX_WALKS = 4  # attempts at a stable walk
 MAX_PASSES = 6  # walks, counting confirming passes and re-walks
 MAX_RECONCILES = 3  # full mode: re-walks while the API's Total and the live row count differ
+MAX_FAILED_IN_A_ROW = 3  # detail reads failing one after another (after their retries): the API is down, stop
+CLOCK_STEP_TOLERANCE = timedelta(seconds=60)  # the API's clock against ours moved back more than this: a step
 MODES = ("incremental", "full")
 _NOT_FOUND = re.compile(r"not found", re.IGNORECASE)
 
@@ -94,6 +104,14 @@ class SyncResult:
     passes: int = 0  # list passes (walks plus confirming passes)
     stable: bool = True  # every walk was stable (else the watermark did not move)
     reconciled: bool = False  # a complete walk marked unlisted rows deleted
+    not_found: int = 0  # detail reads answered "not found": left for a full reconcile, never marked deleted
+    failed_details: int = 0  # detail reads that failed after their retries: kept queued for the next run
+    refused_reconcile: dict[str, Any] | None = None  # a reconcile that would have deleted too much
+    future_stamped: int = 0  # live rows stamped after the API's clock plus the allowed skew (flagged)
+    clock_step_seconds: float = 0.0  # how far the API's clock stepped back since the last sync (overlap widened)
+    repaired: int = 0  # full mode: documents whose re-read differed from the cache
+    verified_share: float | None = None  # live rows re-read within the verification period
+    oldest_verified_hours: float | None = None
 
     @property
     def changed(self) -> int:
@@ -105,6 +123,8 @@ class SyncResult:
         data["seconds_waited"] = round(self.seconds_waited, 2)
         data["seconds"] = round(self.seconds, 2)
         data["changed"] = self.changed
+        if data["refused_reconcile"] is None:
+            data.pop("refused_reconcile")
         return data
 
     def summary(self) -> str:
@@ -115,7 +135,24 @@ class SyncResult:
             f"-{self.deleted}; {self.api_calls} calls ({self.list_calls} list, {self.detail_calls} detail, "
             f"{self.retries} retries, {self.throttled} throttled), waited {self.seconds_waited:.1f}s, "
             f"{self.seconds:.1f}s, watermark {self.watermark.isoformat() if self.watermark else '-'}"
+            + "".join(f"; {note}" for note in self.notes())
         )
+
+    def notes(self) -> list[str]:
+        """What a person should know beyond the counts."""
+        notes = []
+        if self.repaired:
+            notes.append(f"{self.repaired} document(s) repaired by the full read")
+        if self.not_found:
+            notes.append(f"{self.not_found} detail read(s) answered not found (left for the full reconcile)")
+        if self.future_stamped:
+            notes.append(f"{self.future_stamped} record(s) stamped ahead of the API's clock (not the watermark)")
+        if self.clock_step_seconds:
+            notes.append(f"the API's clock stepped back {self.clock_step_seconds:.0f} s (overlap widened)")
+        if self.refused_reconcile:
+            notes.append(f"reconcile refused ({self.refused_reconcile['would_delete']} of "
+                         f"{self.refused_reconcile['live']} rows would have been deleted)")
+        return notes
 
 
 def since_text(moment: datetime) -> str:
@@ -140,23 +177,50 @@ def _lock_key(instance: str, entity: Entity) -> str:
 
 class _EntitySync:
     def __init__(self, conn: psycopg.Connection, client: Cin7Client, instance: str, entity: Entity,
-                 mode: str, sweep: int | None):
+                 mode: str, sweep: int | None, rules: SyncRules):
         self.conn = conn
         self.client = client
         self.instance = instance
         self.entity = entity
         self.mode = mode
         self.sweep = sweep
+        self.rules = rules
         self.result = SyncResult(instance, entity.name, mode)
         self.needs_confirm = False
         self._changes_seen = 0  # rows written or documents queued: what makes a confirming pass worth it
         self._calls_before = client.stats.calls
+        self._failed: list[str] = []  # detail reads that failed this run (left queued)
+        self._last_error: Cin7Error | None = None
+        self._previous_offset: timedelta | None = None
+        self._db_now: datetime | None = None
+        self._repairing = False  # full mode: every document is being re-read
+
+    # -- the API's clock -------------------------------------------------------------------------------
+
+    def _bound(self) -> datetime:
+        """The latest stamp a record may carry: the API's clock (its `Date` header) plus the allowed skew.
+        Before the first answer, our clock corrected by the offset the last sync saw."""
+        skew = self.rules.clock_skew
+        if self.client.server_time is not None:
+            return self.client.server_time + skew
+        if self._db_now is None:
+            self._db_now = self.conn.execute("SELECT now()").fetchone()[0]
+        return self._db_now + (self._previous_offset or timedelta(0)) + skew
+
+    def _clock_step(self) -> timedelta:
+        """How far the API's clock stepped back against ours since the last sync (zero when it did not)."""
+        if self._previous_offset is None or self.client.server_offset is None:
+            return timedelta(0)
+        step = self._previous_offset - self.client.server_offset
+        return step if step > CLOCK_STEP_TOLERANCE else timedelta(0)
 
     # -- the run -------------------------------------------------------------------------------------
 
     def run(self) -> SyncResult:
         entity, conn = self.entity, self.conn
         state = store.load_state(conn, self.instance, entity)
+        offset = state.last_result.get("api_clock_offset_seconds")
+        self._previous_offset = timedelta(seconds=offset) if isinstance(offset, int | float) else None
         store.start_sync(conn)
         started_at = conn.execute("SELECT now()").fetchone()[0]
         advance, reconciled = False, False
@@ -167,25 +231,42 @@ class _EntitySync:
         elif not entity.incremental:
             self.result.mode = "full"
             stable = self._walk(since=None, reconcile=True)
+            if stable and self.mode == "full" and entity.has_detail:
+                self._queue_full_read()
             self._read_details()
-            reconciled = stable
-            if entity.has_detail:
-                self._sweep_documents(started_at)
+            reconciled = stable and self.result.refused_reconcile is None
+            if entity.has_detail and self.mode != "full":
+                self._sweep_documents(started_at, state)
         else:
-            whole = self.mode == "full" or state.watermark is None
+            watermark = state.watermark
+            if watermark is not None and watermark > self._bound():
+                # Set by a record stamped ahead, or before the API's clock stepped back: not a safe cursor.
+                watermark = store.max_modified(conn, self.instance, entity, upto=self._bound())
+            whole = self.mode == "full" or watermark is None
             self.result.mode = "full" if self.mode == "full" else ("initial" if whole else "incremental")
             # Anything edited while a pass walks gets a stamp above every stamp stored before the pass began
-            # (the server's clock only moves forward), so a confirming pass lists from there.
-            mark = store.max_modified(conn, self.instance, entity)
+            # (as long as the server's clock moves forward; a step back is caught below), so a confirming pass
+            # lists from there.
+            mark = store.max_modified(conn, self.instance, entity, upto=self._bound())
             if not whole and not entity.has_detail:
                 self._sweep_pages(state)  # first: whatever changes meanwhile, the walk below still sees
-            stable = self._walk(since=None if whole else state.watermark - OVERLAP, reconcile=whole)
+            since = None if whole else watermark - OVERLAP
+            stable = self._walk(since=since, reconcile=whole)
+            step = self._clock_step()
+            if since is not None and step:
+                # The API's clock went back: changes since the last sync carry stamps up to `step` older
+                # than the watermark. Walk again from that far back.
+                self.result.clock_step_seconds = step.total_seconds()
+                stable = self._walk(since=since - step, reconcile=False) and stable
+                mark = None if mark is None else mark - step
+            if whole and stable and self.mode == "full" and entity.has_detail:
+                self._queue_full_read()
             self._read_details()
-            reconciled = whole and stable
+            reconciled = whole and stable and self.result.refused_reconcile is None
             mark, stable = self._confirm(mark, stable)
             if not whole and entity.has_detail:
-                self._sweep_documents(started_at)
-            if self.mode == "full":
+                self._sweep_documents(started_at, state)
+            if self.mode == "full" and self.result.refused_reconcile is None:
                 # Last: the API's own Total against the live rows; a mismatch (a record deleted or created
                 # after the reconciling walk) means walking the whole list again.
                 for _ in range(MAX_RECONCILES):
@@ -193,41 +274,73 @@ class _EntitySync:
                     self.result.list_calls += 1
                     if total is None or total == store.live_count(conn, self.instance, entity):
                         break
-                    reconciled = self._walk(since=None, reconcile=True)
+                    reconciled = self._walk(since=None, reconcile=True) and self.result.refused_reconcile is None
                     stable = reconciled and stable
                     self._read_details()
                     mark, stable = self._confirm(mark, stable)
                 else:
                     reconciled = False
-            advance = stable and store.pending_count(conn, self.instance, entity) == 0
+            advance = stable and not self._failed and store.pending_count(conn, self.instance, entity) == 0
+        if self.result.refused_reconcile is None and not reconciled:
+            # A refusal stands until a reconcile of this entity succeeds.
+            self.result.refused_reconcile = state.last_result.get("refused_reconcile")
+        self._finish(state, advance, reconciled)
+        if self._failed:
+            raise Cin7ServerError(
+                f"{len(self._failed)} detail read(s) failed after their retries (last: {self._last_error}); "
+                "everything read was stored, the rest stays queued for the next run and the watermark did not move",
+                instance=self.instance, endpoint=entity.detail_path or entity.path)
+        return self.result
+
+    def _finish(self, state: store.SyncState, advance: bool, reconciled: bool) -> None:
+        conn, entity = self.conn, self.entity
+        bound = self._bound()
         self.result.unchanged = store.unchanged_count(conn)
         self.result.reconciled = reconciled
+        self.result.future_stamped, newest = store.stamped_after(conn, self.instance, entity, bound)
+        coverage = store.verification_coverage(conn, self.instance, entity, self.rules.verify_period)
+        # A since-less list without details is read whole every run: every row is confirmed each time.
+        whole_every_run = not entity.incremental and not entity.has_detail
+        self.result.verified_share = 1.0 if whole_every_run else round(coverage.share, 4)
+        if coverage.oldest_verified_at is not None and not whole_every_run:
+            age = conn.execute("SELECT now() - %s::timestamptz", (coverage.oldest_verified_at,)).fetchone()[0]
+            self.result.oldest_verified_hours = round(age.total_seconds() / 3600, 2)
         self._take_client_stats()
+        counts = self._result_counts()
+        if newest is not None:
+            counts["future_newest"] = newest.isoformat()
         with conn.transaction():
-            state = store.save_state(
-                conn, state, advance_watermark=advance, full_reconcile=reconciled, mode=self.result.mode,
-                result=self._result_counts(),
-            )
+            state = store.save_state(conn, state, advance_watermark=advance, full_reconcile=reconciled,
+                                     mode=self.result.mode, result=counts, bound=bound)
         self.result.watermark = state.watermark
-        return self.result
 
     def _confirm(self, mark: datetime | None, stable: bool) -> tuple[datetime | None, bool]:
         """Confirming passes while the last pass suggests records moved under it."""
         while self.needs_confirm and self.result.passes < MAX_PASSES:
             self.needs_confirm = False
             if mark is None:  # nothing was stored before the first pass: fall back to the overlap
-                latest = store.max_modified(self.conn, self.instance, self.entity)
+                latest = store.max_modified(self.conn, self.instance, self.entity, upto=self._bound())
                 mark = latest - OVERLAP if latest else None
-            since, mark = mark, store.max_modified(self.conn, self.instance, self.entity)
+            since, mark = mark, store.max_modified(self.conn, self.instance, self.entity, upto=self._bound())
             stable = self._walk(since=since, reconcile=since is None) and stable
             self._read_details()
         return mark, stable
 
     def _result_counts(self) -> dict[str, Any]:
         r = self.result
-        return {"inserted": r.inserted, "updated": r.updated, "unchanged": r.unchanged, "deleted": r.deleted,
-                "api_calls": self.client.stats.calls - self._calls_before, "detail_calls": r.detail_calls,
-                "list_calls": r.list_calls, "stable": r.stable}
+        counts: dict[str, Any] = {
+            "inserted": r.inserted, "updated": r.updated, "unchanged": r.unchanged, "deleted": r.deleted,
+            "api_calls": self.client.stats.calls - self._calls_before, "detail_calls": r.detail_calls,
+            "list_calls": r.list_calls, "stable": r.stable, "not_found": r.not_found,
+            "failed_details": len(self._failed), "future_stamped": r.future_stamped, "repaired": r.repaired,
+            "clock_step_seconds": r.clock_step_seconds, "verified_share": r.verified_share,
+        }
+        if r.refused_reconcile:
+            counts["refused_reconcile"] = r.refused_reconcile
+        offset = self.client.server_offset if self.client.server_offset is not None else self._previous_offset
+        if offset is not None:
+            counts["api_clock_offset_seconds"] = round(offset.total_seconds(), 3)
+        return counts
 
     def _take_client_stats(self) -> None:
         self.result.api_calls = self.client.stats.calls - self._calls_before
@@ -283,11 +396,23 @@ class _EntitySync:
         if not stable:
             self.result.stable = False
         elif reconcile:
-            with conn.transaction():
-                self.result.deleted += store.mark_unlisted_deleted(conn, self.instance, entity)
+            self._reconcile()
         return stable
 
-    def _take_page(self, rows: list[dict[str, Any]]) -> None:
+    def _reconcile(self) -> None:
+        """Mark what a complete, stable walk of the whole list did not list deleted, unless that is more than
+        the allowed share of the live rows: an empty or short answer is far likelier than a mass deletion."""
+        conn, entity = self.conn, self.entity
+        with conn.transaction():
+            gone = store.count_unlisted(conn, self.instance, entity)
+            live = store.live_count(conn, self.instance, entity)
+            if gone > max(1.0, self.rules.max_delete_share * live) and not self.rules.accept_deletions:
+                self.result.refused_reconcile = {"would_delete": gone, "live": live,
+                                                 "max_share": self.rules.max_delete_share}
+                return
+            self.result.deleted += store.mark_unlisted_deleted(conn, self.instance, entity)
+
+    def _take_page(self, rows: list[dict[str, Any]], *, verified: bool = False) -> None:
         entity, conn = self.entity, self.conn
         if entity.has_detail:
             listed = []
@@ -299,7 +424,7 @@ class _EntitySync:
             return
         staged = [StagedRecord.of(entity.record_id(row), row, entity.payload_modified(row)) for row in rows]
         with conn.transaction():
-            self._count(store.upsert_records(conn, self.instance, entity, staged, verified=False))
+            self._count(store.upsert_records(conn, self.instance, entity, staged, verified=verified))
 
     def _count(self, counts: store.WriteCounts) -> None:
         self._changes_seen += counts.inserted + counts.updated
@@ -319,44 +444,90 @@ class _EntitySync:
 
     # -- details -------------------------------------------------------------------------------------
 
+    def _queue_full_read(self) -> None:
+        with self.conn.transaction():
+            store.queue_everything_listed(self.conn, self.instance, self.entity)
+        self._repairing = True
+
     def _read_details(self) -> None:
+        """Read every queued document, committing each small batch before the next read can fail: a failure
+        loses nothing already read. A read that fails after its retries stays queued (the watermark will not
+        move); several failing in a row mean the API is down, and the run stops there."""
         entity, conn = self.entity, self.conn
         if not entity.has_detail:
             return
+        after, failed_in_a_row = "", 0
         while True:
-            batch = store.next_pending(conn, self.instance, entity, DETAIL_BATCH)
+            batch = store.next_pending(conn, self.instance, entity, DETAIL_BATCH, after=after, skip=self._failed)
             if not batch:
                 return
             staged: list[StagedRecord] = []
-            gone: list[str] = []
-            for pending in batch:
-                try:
-                    doc = self.client.get(entity.detail_path, {entity.detail_id_param: pending.id})
-                except Cin7RequestError as exc:
-                    self.result.detail_calls += 1
-                    if _NOT_FOUND.search(str(exc)):
-                        gone.append(pending.id)
+            done: list[str] = []
+            try:
+                for pending in batch:
+                    after = pending.id
+                    try:
+                        doc = self.client.get(entity.detail_path, {entity.detail_id_param: pending.id})
+                    except Cin7RequestError as exc:
+                        self.result.detail_calls += 1
+                        if not _NOT_FOUND.search(str(exc)):
+                            raise
+                        # Deleted since it was listed, or an answer we cannot trust: either way not a reason
+                        # to delete. The next full reconcile decides; until then the cached row stays.
+                        self.result.not_found += 1
+                        done.append(pending.id)
                         continue
-                    raise
-                self.result.detail_calls += 1
-                if not isinstance(doc, dict):
-                    raise Cin7ResponseError("expected a document object", instance=self.instance,
-                                            endpoint=entity.detail_path)
-                modified = entity.payload_modified(doc)
-                stamp = _parse_stamp(modified)
-                if pending.list_modified and stamp and stamp > pending.list_modified:
-                    self.needs_confirm = True  # edited since it was listed: others may have been too
-                staged.append(StagedRecord.of(pending.id, doc, modified, pending.list_hash))
-            with conn.transaction():
-                self._count(store.upsert_records(conn, self.instance, entity, staged, verified=True))
-                self.result.deleted += store.mark_deleted(conn, self.instance, entity, gone)
-                store.clear_pending(conn, self.instance, entity, [p.id for p in batch])
+                    except (Cin7ServerError, Cin7ThrottledError, Cin7ResponseError) as exc:
+                        self.result.detail_calls += 1
+                        self._failed.append(pending.id)
+                        self._last_error = exc
+                        failed_in_a_row += 1
+                        if failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+                            raise
+                        continue
+                    self.result.detail_calls += 1
+                    failed_in_a_row = 0
+                    if not isinstance(doc, dict):
+                        self._failed.append(pending.id)
+                        self._last_error = Cin7ResponseError("expected a document object",
+                                                             instance=self.instance, endpoint=entity.detail_path)
+                        continue
+                    modified = entity.payload_modified(doc)
+                    stamp = _parse_stamp(modified)
+                    if pending.list_modified and stamp and stamp > pending.list_modified:
+                        self.needs_confirm = True  # edited since it was listed: others may have been too
+                    staged.append(StagedRecord.of(pending.id, doc, modified, pending.list_hash))
+                    done.append(pending.id)
+            finally:
+                self._store_details(staged, done)
+
+    def _store_details(self, staged: list[StagedRecord], done: list[str]) -> None:
+        if not done:
+            return
+        with self.conn.transaction():
+            counts = store.upsert_records(self.conn, self.instance, self.entity, staged, verified=True)
+            self._count(counts)
+            if self._repairing:
+                self.result.repaired += counts.updated
+            store.clear_pending(self.conn, self.instance, self.entity, done)
 
     # -- sweep and reconcile ---------------------------------------------------------------------------
 
-    def _sweep_documents(self, started_at: datetime) -> None:
+    def _rolling_share(self, state: store.SyncState) -> float:
+        """The share of the live rows to re-read now so that every row is re-read within the verification
+        period at this cadence (the time since the last sync; at most all of them)."""
+        if state.last_sync_at is None:
+            return 0.0
+        elapsed = self.conn.execute("SELECT now() - %s::timestamptz", (state.last_sync_at,)).fetchone()[0]
+        return min(1.0, SWEEP_MARGIN * max(elapsed, timedelta(0)) / self.rules.verify_period)
+
+    def _sweep_documents(self, started_at: datetime, state: store.SyncState) -> None:
         spent = self.client.stats.calls - self._calls_before
-        count = self.sweep if self.sweep is not None else max(1, math.ceil(SWEEP_SHARE * spent))
+        if self.sweep is not None:
+            count = self.sweep
+        else:
+            live = store.live_count(self.conn, self.instance, self.entity)
+            count = max(1, math.ceil(SWEEP_SHARE * spent), math.ceil(self._rolling_share(state) * live))
         with self.conn.transaction():
             queued = store.queue_least_recently_verified(self.conn, self.instance, self.entity, count, started_at)
         self.result.swept += queued
@@ -365,7 +536,11 @@ class _EntitySync:
     def _sweep_pages(self, state: store.SyncState) -> None:
         """Master data: verify the next page(s) of the whole list, round-robin over runs."""
         entity = self.entity
-        count = self.sweep if self.sweep is not None else entity.page_size
+        if self.sweep is not None:
+            count = self.sweep
+        else:
+            live = store.live_count(self.conn, self.instance, entity)
+            count = max(entity.page_size, math.ceil(self._rolling_share(state) * live))
         if count <= 0 or not entity.paged:
             return
         for _ in range(math.ceil(count / entity.page_size)):
@@ -373,10 +548,55 @@ class _EntitySync:
             page = self.client.get_page(entity.path, entity.list_key, self._list_params(None), page=number,
                                         page_size=entity.page_size)
             self.result.list_calls += 1
-            self._take_page(page.records)
+            self._take_page(page.records, verified=True)
             self.result.swept += len(page.records)
             last_page = math.ceil((page.total or 0) / entity.page_size)
             state.sweep_position = number if number < last_page else 0
+
+
+@dataclass(frozen=True)
+class SyncRules:
+    """The cache's guards (config `cache:`), as the engine uses them."""
+
+    max_delete_share: float = 0.2
+    verify_period: timedelta = timedelta(days=7)
+    clock_skew: timedelta = timedelta(minutes=10)
+    accept_deletions: bool = False  # an operator confirmed a mass deletion is real
+
+    @classmethod
+    def from_config(cls, cache: Any, *, accept_deletions: bool = False) -> SyncRules:
+        return cls(cache.max_delete_share, timedelta(days=cache.verify_every_days),
+                   timedelta(minutes=cache.clock_skew_minutes), accept_deletions)
+
+
+@dataclass(frozen=True)
+class FullReadEstimate:
+    """What `--mode full` will cost, before it runs."""
+
+    records: int | None
+    list_calls: int
+    detail_calls: int
+
+    @property
+    def calls(self) -> int:
+        return self.list_calls + self.detail_calls
+
+    def describe(self, calls_per_minute: int | None = None) -> str:
+        text = (f"about {self.calls} calls ({self.list_calls} list, {self.detail_calls} detail) for "
+                f"{'?' if self.records is None else self.records} records")
+        if calls_per_minute:
+            text += f", {self.calls / calls_per_minute:.0f} min at {calls_per_minute} calls/min"
+        return text
+
+
+def estimate_full_read(client: Cin7Client, entity: Entity) -> FullReadEstimate:
+    """One call for the API's `Total`; a full read lists every page and reads every document once."""
+    total = api_total(client, entity)
+    if entity.kind == "account" or not entity.paged:
+        return FullReadEstimate(total, 1, 0)
+    pages = max(1, math.ceil((total or 0) / entity.page_size))
+    return FullReadEstimate(total, pages + 1, (total or 0) if entity.has_detail else 0)
+
 
 def sync_entity(
     database_url: str,
@@ -387,13 +607,42 @@ def sync_entity(
     mode: str = "incremental",
     sweep: int | None = None,
     wait_for_lock: bool = True,
+    rules: SyncRules | None = None,
+    max_calls: int | None = None,
 ) -> SyncResult:
-    """Bring one (instance, entity) up to date in `erp_cache` (see the module docstring)."""
+    """Bring one (instance, entity) up to date in `erp_cache` (see the module docstring).
+
+    `max_calls` refuses a full read estimated above it (`Cin7BudgetError`) before it spends anything else.
+    A lost database connection (a restart) is reconnected once; the queue in PostgreSQL resumes the work."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    rules = rules or SyncRules()
+    if mode == "full" and max_calls is not None:
+        estimate = estimate_full_read(client, entity)
+        if estimate.calls > max_calls:
+            raise Cin7BudgetError(
+                f"full read refused: {estimate.describe()} is over the budget of {max_calls} calls; raise "
+                "cache.full_read_max_calls or run it in a quieter window", instance=instance, endpoint=entity.path)
     started = time.perf_counter()
     stats = client.stats
     before = (stats.retries, stats.throttled, stats.seconds_waited)
+    for attempt in (1, 2):
+        try:
+            result = _sync_once(database_url, client, instance, entity, mode, sweep, wait_for_lock, rules)
+            break
+        except psycopg.OperationalError:
+            if attempt == 2:
+                raise
+            time.sleep(1.0)  # the server restarting: give it a moment, then resume from the queue
+    result.retries = stats.retries - before[0]
+    result.throttled = stats.throttled - before[1]
+    result.seconds_waited = stats.seconds_waited - before[2]
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _sync_once(database_url: str, client: Cin7Client, instance: str, entity: Entity, mode: str,
+               sweep: int | None, wait_for_lock: bool, rules: SyncRules) -> SyncResult:
     conn = store.connect(database_url)
     try:
         store.create_cache_schema(conn)
@@ -402,19 +651,14 @@ def sync_entity(
             conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
         elif not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
             state = store.load_state(conn, instance, entity)
-            return SyncResult(instance, entity.name, mode, watermark=state.watermark, skipped_locked=True,
-                              seconds=time.perf_counter() - started)
+            return SyncResult(instance, entity.name, mode, watermark=state.watermark, skipped_locked=True)
         try:
-            result = _EntitySync(conn, client, instance, entity, mode, sweep).run()
+            return _EntitySync(conn, client, instance, entity, mode, sweep, rules).run()
         finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+            if not conn.closed and not conn.broken:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
     finally:
         conn.close()
-    result.retries = stats.retries - before[0]
-    result.throttled = stats.throttled - before[1]
-    result.seconds_waited = stats.seconds_waited - before[2]
-    result.seconds = time.perf_counter() - started
-    return result
 
 
 def api_total(client: Cin7Client, entity: Entity) -> int | None:
@@ -428,10 +672,3 @@ def api_total(client: Cin7Client, entity: Entity) -> int | None:
         return len(rows) if isinstance(rows, list) else None
     page = client.get_page(entity.path, entity.list_key, params, page=1, page_size=1)
     return page.total
-
-
-def cache_count(database_url: str, instance: str, entity: Entity) -> int:
-    """Live (not deleted) rows of the entity for the instance."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        store.create_cache_schema(conn)
-        return store.live_count(conn, instance, entity)

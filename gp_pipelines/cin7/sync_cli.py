@@ -14,6 +14,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+import psycopg
+
 from gp_pipelines import database
 from gp_pipelines.cin7.client import client_from_environment
 from gp_pipelines.cin7.entities import ENTITIES, entity
@@ -24,7 +26,7 @@ from gp_pipelines.cin7.limiter import (
     RateLimiter,
 )
 from gp_pipelines.cin7.store import ensure_cache_schema
-from gp_pipelines.cin7.sync import MODES, sync_entity
+from gp_pipelines.cin7.sync import MODES, SyncRules, estimate_full_read, sync_entity
 from gp_pipelines.config import ConfigError, load_config
 
 
@@ -42,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calls-per-minute", type=int, default=None,
                         help="budget per application key, shared through PostgreSQL (default: the instance's "
                         "calls_per_minute from the config; 0 = no limiter, for sandboxes and benchmarks)")
+    parser.add_argument("--accept-deletions", action="store_true",
+                        help="let a reconcile mark more than cache.max_delete_share of an entity deleted (after "
+                        "checking in Cin7 that the records are really gone)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per sync instead of text")
 
 
@@ -67,7 +72,13 @@ def run_sync_command(args: argparse.Namespace) -> int:
         print("error: application keys not set in the environment: " + ", ".join(missing), file=sys.stderr)
         return 2
     database_url = database.database_url()
-    ensure_cache_schema(database_url)
+    try:
+        ensure_cache_schema(database_url)
+    except psycopg.OperationalError as exc:
+        print(f"error: cannot reach the platform database ({str(exc).strip().splitlines()[0]}); check "
+              "GP_DATABASE_URL", file=sys.stderr)
+        return 2
+    rules = SyncRules.from_config(config.cache, accept_deletions=args.accept_deletions)
     failures = 0
     for instance in instances:
         budget = instance.calls_per_minute if args.calls_per_minute is None else args.calls_per_minute
@@ -78,8 +89,13 @@ def run_sync_command(args: argparse.Namespace) -> int:
             with client_from_environment(instance, limiter) as client:
                 for item in entities:
                     try:
+                        if args.mode == "full" and not args.json:
+                            # What the full read will cost, before it spends it (one call for the Total).
+                            print(f"{instance.key}/{item.name}: full read, "
+                                  f"{estimate_full_read(client, item).describe(budget or None)}", flush=True)
                         result = sync_entity(database_url, client, instance.key, item, mode=args.mode,
-                                             sweep=args.sweep, wait_for_lock=not args.no_wait)
+                                             sweep=args.sweep, wait_for_lock=not args.no_wait, rules=rules,
+                                             max_calls=config.cache.full_read_max_calls)
                     except Cin7AuthError as exc:
                         print(f"{instance.key}: {exc}", file=sys.stderr, flush=True)
                         failures += 1
@@ -88,6 +104,19 @@ def run_sync_command(args: argparse.Namespace) -> int:
                         print(f"{instance.key}/{item.name}: failed: {exc}", file=sys.stderr, flush=True)
                         failures += 1
                         continue
+                    except psycopg.Error as exc:
+                        # Already reconnected once inside the engine; the next entity gets its own try.
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        print(f"{instance.key}/{item.name}: failed: database: {first}", file=sys.stderr, flush=True)
+                        failures += 1
+                        continue
+                    if result.refused_reconcile:
+                        refused = result.refused_reconcile
+                        print(f"{instance.key}/{item.name}: reconcile refused: it would mark {refused['would_delete']}"
+                              f" of {refused['live']} rows deleted (over {refused['max_share']:.0%}); rows kept. "
+                              "If they are gone in Cin7, run again with --accept-deletions", file=sys.stderr,
+                              flush=True)
+                        failures += 1
                     if args.json:
                         print(json.dumps(result.as_metadata()), flush=True)
                     else:

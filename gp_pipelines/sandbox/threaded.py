@@ -37,6 +37,7 @@ class ThreadedAppServer(StartStop):
 
     label = "sandbox"
     start_timeout_seconds = 30.0
+    date_header = True  # False where the app sends its own `Date` (a sandbox with a virtual clock)
 
     def __init__(self, app: Starlette, port: int = 0) -> None:
         self.app = app
@@ -63,6 +64,7 @@ class ThreadedAppServer(StartStop):
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            date_header=self.date_header,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -11,9 +11,10 @@ import threading
 import psycopg
 import pytest
 
+from gp_pipelines.cin7.completeness import check_entity
 from gp_pipelines.cin7.entities import ENTITIES, entity
 from gp_pipelines.cin7.store import SYNC_PENDING, SYNC_STATE
-from gp_pipelines.cin7.sync import api_total, cache_count, sync_entity
+from gp_pipelines.cin7.sync import sync_entity
 from gp_pipelines.sandbox.cin7 import SandboxServer
 
 from .helpers import assert_cache_equals_truth, cached, client_for, control, options, truth
@@ -54,7 +55,8 @@ def test_initial_sync_of_every_instance_equals_the_truth_with_exact_counts(serve
         assert sales.mode == "initial" and sales.watermark is not None
         with client_for(server, instance) as client:
             for item in ENTITIES.values():
-                assert api_total(client, item) == cache_count(url, instance, item), item.name
+                proof = check_entity(url, client, instance, item)
+                assert proof.passed and proof.api_total == proof.cache_count, item.name
 
 
 def test_a_quiet_rerun_writes_nothing_and_reads_no_detail(server, url, db):
@@ -96,7 +98,9 @@ def test_hard_deletes_are_found_by_the_full_reconcile_and_rows_come_back(server,
         incremental = sync_entity(url, client, "au", entity("sales"), sweep=0)
         assert incremental.deleted == 0  # no change feed for hard deletes
         full = sync_entity(url, client, "au", entity("sales"), mode="full", sweep=0)
-    assert full.deleted == 2 and full.reconciled and full.detail_calls == 0
+    # The full mode re-reads every listed document once (and nothing more), and repairs no drift here.
+    live = len(cached(db, "au", entity("sales")))
+    assert full.deleted == 2 and full.reconciled and full.detail_calls == live and full.repaired == 0
     rows = db.execute("SELECT id FROM erp_cache.sales WHERE instance='au' AND deleted_at IS NOT NULL").fetchall()
     assert {r[0] for r in rows} == set(deleted)
     assert_cache_equals_truth(db, server, "au", [entity("sales")])

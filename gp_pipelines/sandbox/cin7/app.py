@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from typing import Any
 
 from starlette.applications import Starlette
@@ -22,7 +23,7 @@ from starlette.routing import Route
 from . import sales
 from .endpoints import DETAIL_ENDPOINTS, LIST_BY_PATH, BadRequest, envelope, page_params, select
 from .faults import FAULT_NAMES
-from .model import SandboxOptions, fmt_stamp
+from .model import DAY_MS, SandboxOptions, fmt_stamp
 from .state import Sandbox
 from .store import DocRecord, InstanceStore, Row
 from .trading import hard_delete_drafts
@@ -356,7 +357,10 @@ class SandboxApp:
         path = request.path_params.get("path", "").strip("/")
         lower = path.lower()
         if lower.startswith(API_PREFIX.rstrip("/")):
-            return await self.api(request, lower[len(API_PREFIX):].strip("/"))
+            response = await self.api(request, lower[len(API_PREFIX):].strip("/"))
+            # The API's clock, as the real service sends it: the sandbox's virtual clock, not the host's.
+            response.headers["date"] = formatdate(self.sandbox.clock.now_ms() / 1000, usegmt=True)
+            return response
         if lower in self.control:
             try:
                 return await self.control[lower](request)
@@ -386,7 +390,7 @@ class SandboxApp:
         fault = drawn.name if drawn else None
         if fault:
             sandbox.faults_served[fault] += 1
-            early = await self._early_fault(fault, store)
+            early = await self._early_fault(fault, store, drawn.seconds)
             if early is not None:
                 return early
         params = {k.lower(): v for k, v in request.query_params.multi_items()}
@@ -399,7 +403,7 @@ class SandboxApp:
                 return error_model("Request body is not valid JSON")
         call = _Call(sandbox, store, request.method, path, params, body)
         try:
-            response = self.dispatch(call, fault == "modify_during_paging")
+            response = self.dispatch(call, fault)
         except BadRequest as exc:
             response = error_model(str(exc))
         if fault == "truncated" and response.status_code == 200:
@@ -409,7 +413,7 @@ class SandboxApp:
             response = drip_response(response, drawn.gap_seconds)
         return response
 
-    async def _early_fault(self, fault: str, store: InstanceStore) -> Response | None:
+    async def _early_fault(self, fault: str, store: InstanceStore, seconds: float = 0.0) -> Response | None:
         """Faults that replace the response; the others change how the request is served."""
         options = self.sandbox.options
         if fault.startswith("throttle"):
@@ -429,9 +433,15 @@ class SandboxApp:
             await asyncio.sleep(options.slow_seconds)
         if fault == "hard_delete":
             hard_delete_drafts(store, 1, self.sandbox.control_rng)
+        if fault == "proxy404":
+            return PlainTextResponse("Not Found", 404)
+        if fault == "empty200":
+            return Response(b"", 200, media_type="application/json")
+        if fault == "clock_step":
+            self.sandbox.clock.step_back(int(seconds * 1000))
         return None
 
-    def dispatch(self, call: _Call, modify_during_paging: bool) -> Response:
+    def dispatch(self, call: _Call, fault: str | None = None) -> Response:
         endpoint = LIST_BY_PATH.get(call.path)
         if endpoint is not None:
             if call.method != "GET":
@@ -439,10 +449,17 @@ class SandboxApp:
             if endpoint.paged:
                 page_params(call.params)  # a bad Page/Limit is a 400 before any work
             records = self.sandbox.records(call.store, endpoint.collection)
+            if fault == "future_stamp" and endpoint.cursor_field and records:
+                ahead = call.store.now_ms() + 365 * DAY_MS
+                with call.store.frozen_time(ahead):
+                    self._bump(call.store, endpoint.collection, records, count=1)
+                records = self.sandbox.records(call.store, endpoint.collection)
             matching = select(endpoint, records, call.params, self.sandbox.options.since_inclusive)
-            if modify_during_paging and endpoint.cursor_field and matching:
+            if fault == "modify_during_paging" and endpoint.cursor_field and matching:
                 self._bump(call.store, endpoint.collection, matching)
                 matching = select(endpoint, records, call.params, self.sandbox.options.since_inclusive)
+            if fault == "empty_page":
+                matching = []
             return json_response(envelope(endpoint, matching, call.params))
         route = ROUTES.get(call.path)
         if route is None:
@@ -452,10 +469,10 @@ class SandboxApp:
             return _not_allowed(call.method)
         return handler(call)
 
-    def _bump(self, store: InstanceStore, collection: str, matching: list[Any]) -> None:
+    def _bump(self, store: InstanceStore, collection: str, matching: list[Any], count: int = 3) -> None:
         """Move a few matching records' modified stamps to now, as a concurrent user editing them would."""
         rng = self.sandbox.control_rng
-        for record in rng.sample(matching, min(3, len(matching))):
+        for record in rng.sample(matching, min(count, len(matching))):
             if isinstance(record, DocRecord) and record.kind == "sale":
                 store.mutate_sale(record, lambda d: sales.touch(store, d))
             elif isinstance(record, DocRecord):

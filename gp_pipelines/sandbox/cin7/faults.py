@@ -11,6 +11,13 @@ The faults (at most one per API request, drawn after credentials and the rate li
 - `modify_during_paging`: a list request moves a few matching records' modified stamps to now (as a user
   editing them while pages are walked would), then answers;
 - `hard_delete`: one draft sale is deleted outright before the request is served;
+- `proxy404`: a gateway's bare `404 Not Found` (text/plain), whatever was asked;
+- `empty200`: HTTP 200 with an empty body;
+- `empty_page`: a list request answers a well-formed empty page (`{"Total": 0, "Page": n, <list>: []}`);
+- `future_stamp`: before a list request is served, one record of that list is edited with a stamp a year ahead
+  of the server's clock (an import with a wrong clock);
+- `clock_step`: the server's clock steps back by `gap` seconds (default `CLOCK_STEP_SECONDS`) before the request
+  is served; stamps and the `Date` header follow it;
 - `drip`: the normal response, its head at once and its body one byte at a time with `gap_seconds` between
   bytes (default `DRIP_GAP_SECONDS`; a forced drip may name its own, `POST /sandbox/faults/next
   {"fault": "drip", "gap": 0.5}`): a server that never stalls long enough for a read timeout.
@@ -41,16 +48,28 @@ FAULT_NAMES = (
     "modify_during_paging",
     "hard_delete",
     "drip",
+    "proxy404",
+    "empty200",
+    "empty_page",
+    "future_stamp",
+    "clock_step",
 )
 DRIP_GAP_SECONDS = 10.0
+CLOCK_STEP_SECONDS = 3600.0
+_WITH_GAP = {"drip": DRIP_GAP_SECONDS, "clock_step": CLOCK_STEP_SECONDS}
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One drawn fault; `gap_seconds` is the pause between body bytes of a `drip`."""
+    """One drawn fault; `gap_seconds` is the pause between body bytes of a `drip`, or how far back a
+    `clock_step` moves the clock."""
 
     name: str
     gap_seconds: float = DRIP_GAP_SECONDS
+
+    @property
+    def seconds(self) -> float:
+        return self.gap_seconds
 
 
 def parse_fault_spec(spec: str) -> list[tuple[str, float]]:
@@ -99,9 +118,9 @@ class FaultSchedule:
         if fault not in FAULT_NAMES:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULT_NAMES)}")
         if gap_seconds is None:
-            forced = Fault(fault)
-        elif fault != "drip":
-            raise ValueError(f"a gap applies to the drip fault only, not to {fault!r}")
+            forced = Fault(fault, _WITH_GAP.get(fault, DRIP_GAP_SECONDS))
+        elif fault not in _WITH_GAP:
+            raise ValueError(f"a gap applies to the {' and '.join(_WITH_GAP)} faults only, not to {fault!r}")
         elif not (math.isfinite(gap_seconds) and gap_seconds >= 0):
             raise ValueError(f"gap must be a number of seconds >= 0, not {gap_seconds!r}")
         else:
@@ -121,7 +140,7 @@ class FaultSchedule:
             for name, probability in self._schedule:
                 cumulative += probability
                 if u < cumulative:
-                    return Fault(name)
+                    return Fault(name, _WITH_GAP.get(name, DRIP_GAP_SECONDS))
             return None
 
     def draw(self) -> str | None:

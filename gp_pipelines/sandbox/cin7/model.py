@@ -174,3 +174,9 @@ class VirtualClock:
     def advance(self, ms: int) -> None:
         with self._lock:
             self._offset_ms += ms
+
+    def step_back(self, ms: int) -> None:
+        """The server's clock is set back (an NTP correction, a host moved): stamps may repeat older ones."""
+        with self._lock:
+            self._offset_ms -= ms
+            self._last = 0

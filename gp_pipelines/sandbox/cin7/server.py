@@ -15,6 +15,7 @@ class SandboxServer(ThreadedAppServer):
 
     label = "Cin7 sandbox"
     start_timeout_seconds = 180.0  # `large` builds ~200,000 sale plans before it listens
+    date_header = False  # the app sends the virtual clock as `Date`
 
     def __init__(self, options: SandboxOptions | None = None, port: int = 0) -> None:
         self.options = options or SandboxOptions()
@@ -30,4 +31,4 @@ class SandboxServer(ThreadedAppServer):
 def serve_forever(options: SandboxOptions | None = None, port: int = 8700) -> None:
     """Blocking run for `gp-pipelines sandbox serve`; Ctrl-C stops it."""
     uvicorn.run(create_app(options or SandboxOptions()), host="127.0.0.1", port=port, log_level="info",
-                lifespan="off")
+                lifespan="off", date_header=False)
