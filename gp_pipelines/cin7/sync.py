@@ -14,28 +14,44 @@
 3. **Details.** For documents, the list page is compared in SQL with the cache and only documents that are
    new, came back, or whose list `Updated` is newer than the cached detail's (since-less lists: whose list
    row hash changed) are queued in `erp_cache.sync_pending`; one detail call each is the floor. The queue
-   lives in PostgreSQL, so memory stays flat and a rerun after a crash resumes it. A detail that answers
-   "not found" means the document was hard-deleted after it was listed: its row is marked deleted.
+   lives in PostgreSQL, so memory stays flat and a rerun after a crash resumes it. Reads are committed in
+   batches of `DETAIL_BATCH`, and a batch is stored before any failure propagates, so an error never undoes
+   a read. A read that fails after its retries stays queued and the run goes on (the watermark then waits);
+   `MAX_FAILED_IN_A_ROW` failures in a row mean the API is down and end the run. A detail answering "not
+   found" is never taken as a deletion (a gateway's bare 404 is retried as transient by the client anyway):
+   the cached row stays until a full reconcile no longer lists it.
 4. **Write.** Batches go through `store.upsert_records` (COPY → temp table → INSERT ... ON CONFLICT where the
    hash differs): an unchanged record costs no write; counts are exact.
 5. **Watermark.** A list is ordered by creation, not by modification, so no watermark is safe until a walk
    is complete: rows are committed page by page (a rerun re-spends only list calls, never detail calls, for
    them), and the watermark moves once, after a complete stable walk whose documents are all stored, to the
-   highest `modified_at` actually stored. A crash never skips data; a rerun never duplicates it (primary key
-   + hash). If a walk that changed something spanned several pages, or a detail turned out newer than its
-   list row (someone edited it meanwhile), a *confirming pass* lists what was edited since the pass began
-   (stamps above the highest stored before it), until a pass changes nothing.
-6. **Sweep.** Each incremental run re-reads the least recently verified records, to catch "ghosts" the
-   change feed missed: documents by `verified_at` (set whenever a detail read confirms a row; only rows
-   this run did not read), at most `SWEEP_SHARE` (3%) of the calls the run spent and at least one; master
-   data by rotating through the whole list one page per run (`sync_state.sweep_position`), a page verifying
-   1000 records for one call (read before the walk, so the walk sees anything edited meanwhile).
+   highest `modified_at` actually stored **that is not ahead of the API's own clock** (the `Date` header of
+   its latest answer, plus `clock_skew`). A record stamped further ahead is stored and counted
+   (`future_stamped`), never trusted as the cursor; a stored watermark beyond the clock falls back to the
+   newest stamp within it. When the API's clock, measured against ours, stepped back since the last sync,
+   the walk is repeated from `watermark - OVERLAP - step`. A crash never skips data; a rerun never
+   duplicates it (primary key + hash). If a walk that changed something spanned several pages, or a detail
+   turned out newer than its list row (someone edited it meanwhile), a *confirming pass* lists what was
+   edited since the pass began (stamps above the highest stored before it), until a pass changes nothing.
+6. **Sweep (rolling verification).** Each incremental run re-reads the least recently verified records, to
+   catch "ghosts" the change feed missed, sized so that every record is re-read within `verify_period`
+   (7 days): the share of the live rows that the time since the last sync is of the period, plus 10 %
+   (and at least `SWEEP_SHARE` of the run's calls). Documents by `verified_at` (set whenever a detail read
+   confirms a row; only rows this run did not read); master data by rotating through the whole list
+   (`sync_state.sweep_position`), a page verifying 1000 records for one call (read before the walk, so the
+   walk sees anything edited meanwhile). The share verified within the period is in the result.
 7. **Reconcile.** Whole-list walks that are complete and stable mark rows they did not list `deleted_at`
-   (never after a failed or unstable walk). `mode="full"` ends by checking the API's own `Total` against the
-   live row count and walks again while they differ, so deletions during the sync are caught too. Hard
-   deletes leave no trace in a change feed: the incremental mode cannot see them, the full mode (run on a
-   slower cadence) does. A row that reappears is undeleted. Deprecated master data and voided documents are
-   listed, so they stay live rows with their status.
+   (never after a failed or unstable walk), unless that would be more than `max_delete_share` (20 %) of the
+   live rows: then nothing is marked, the refusal is kept in `sync_state.last_result` (the completeness check
+   fails on it) until a reconcile succeeds or an operator accepts the deletions. `mode="full"` re-reads every
+   listed document (drift without a list-stamp change is repaired; `repaired` counts it; `estimate_full_read`
+   gives its cost first and `max_calls` refuses it over budget) and ends by checking the API's own `Total`
+   against the live row count, walking again while they differ, so deletions during the sync are caught too.
+   Hard deletes leave no trace in a change feed: the incremental mode cannot see them, the full mode (run on
+   a slower cadence) does. A row that reappears is undeleted. Deprecated master data and voided documents
+   are listed, so they stay live rows with their status.
+
+A lost database connection (a server restart) is reconnected once by `sync_entity`; the queue resumes.
 
 The guarantee: after a sync, the cache holds every record as it was at the sync's last request, for every
 change made before it (tests/cache/test_reliability.py checks this under fault schedules).
@@ -50,7 +66,6 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,6 +83,9 @@ from gp_pipelines.cin7.errors import (
     Cin7ThrottledError,
 )
 from gp_pipelines.cin7.store import StagedRecord
+from gp_pipelines.cin7.sync_model import FullReadEstimate, SyncResult, SyncRules
+
+__all__ = ["MODES", "FullReadEstimate", "SyncResult", "SyncRules", "api_total", "estimate_full_read", "sync_entity"]
 
 OVERLAP = timedelta(minutes=5)
 SWEEP_SHARE = 0.03  # of the run's calls, spent re-verifying the least recently verified documents
@@ -80,79 +98,6 @@ MAX_FAILED_IN_A_ROW = 3  # detail reads failing one after another (after their r
 CLOCK_STEP_TOLERANCE = timedelta(seconds=60)  # the API's clock against ours moved back more than this: a step
 MODES = ("incremental", "full")
 _NOT_FOUND = re.compile(r"not found", re.IGNORECASE)
-
-
-@dataclass
-class SyncResult:
-    instance: str
-    entity: str
-    mode: str  # what was done: "incremental", "full" (whole list + reconcile) or "initial"
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    api_calls: int = 0
-    list_calls: int = 0
-    detail_calls: int = 0
-    retries: int = 0
-    throttled: int = 0
-    seconds_waited: float = 0.0
-    seconds: float = 0.0
-    watermark: datetime | None = None
-    skipped_locked: bool = False
-    swept: int = 0  # records re-verified by the sweep
-    passes: int = 0  # list passes (walks plus confirming passes)
-    stable: bool = True  # every walk was stable (else the watermark did not move)
-    reconciled: bool = False  # a complete walk marked unlisted rows deleted
-    not_found: int = 0  # detail reads answered "not found": left for a full reconcile, never marked deleted
-    failed_details: int = 0  # detail reads that failed after their retries: kept queued for the next run
-    refused_reconcile: dict[str, Any] | None = None  # a reconcile that would have deleted too much
-    future_stamped: int = 0  # live rows stamped after the API's clock plus the allowed skew (flagged)
-    clock_step_seconds: float = 0.0  # how far the API's clock stepped back since the last sync (overlap widened)
-    repaired: int = 0  # full mode: documents whose re-read differed from the cache
-    verified_share: float | None = None  # live rows re-read within the verification period
-    oldest_verified_hours: float | None = None
-
-    @property
-    def changed(self) -> int:
-        return self.inserted + self.updated + self.deleted
-
-    def as_metadata(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["watermark"] = self.watermark.isoformat() if self.watermark else None
-        data["seconds_waited"] = round(self.seconds_waited, 2)
-        data["seconds"] = round(self.seconds, 2)
-        data["changed"] = self.changed
-        if data["refused_reconcile"] is None:
-            data.pop("refused_reconcile")
-        return data
-
-    def summary(self) -> str:
-        if self.skipped_locked:
-            return f"{self.instance}/{self.entity}: skipped (another sync holds the lock)"
-        return (
-            f"{self.instance}/{self.entity} [{self.mode}]: +{self.inserted} ~{self.updated} ={self.unchanged} "
-            f"-{self.deleted}; {self.api_calls} calls ({self.list_calls} list, {self.detail_calls} detail, "
-            f"{self.retries} retries, {self.throttled} throttled), waited {self.seconds_waited:.1f}s, "
-            f"{self.seconds:.1f}s, watermark {self.watermark.isoformat() if self.watermark else '-'}"
-            + "".join(f"; {note}" for note in self.notes())
-        )
-
-    def notes(self) -> list[str]:
-        """What a person should know beyond the counts."""
-        notes = []
-        if self.repaired:
-            notes.append(f"{self.repaired} document(s) repaired by the full read")
-        if self.not_found:
-            notes.append(f"{self.not_found} detail read(s) answered not found (left for the full reconcile)")
-        if self.future_stamped:
-            notes.append(f"{self.future_stamped} record(s) stamped ahead of the API's clock (not the watermark)")
-        if self.clock_step_seconds:
-            notes.append(f"the API's clock stepped back {self.clock_step_seconds:.0f} s (overlap widened)")
-        if self.refused_reconcile:
-            notes.append(f"reconcile refused ({self.refused_reconcile['would_delete']} of "
-                         f"{self.refused_reconcile['live']} rows would have been deleted)")
-        return notes
 
 
 def since_text(moment: datetime) -> str:
@@ -552,41 +497,6 @@ class _EntitySync:
             self.result.swept += len(page.records)
             last_page = math.ceil((page.total or 0) / entity.page_size)
             state.sweep_position = number if number < last_page else 0
-
-
-@dataclass(frozen=True)
-class SyncRules:
-    """The cache's guards (config `cache:`), as the engine uses them."""
-
-    max_delete_share: float = 0.2
-    verify_period: timedelta = timedelta(days=7)
-    clock_skew: timedelta = timedelta(minutes=10)
-    accept_deletions: bool = False  # an operator confirmed a mass deletion is real
-
-    @classmethod
-    def from_config(cls, cache: Any, *, accept_deletions: bool = False) -> SyncRules:
-        return cls(cache.max_delete_share, timedelta(days=cache.verify_every_days),
-                   timedelta(minutes=cache.clock_skew_minutes), accept_deletions)
-
-
-@dataclass(frozen=True)
-class FullReadEstimate:
-    """What `--mode full` will cost, before it runs."""
-
-    records: int | None
-    list_calls: int
-    detail_calls: int
-
-    @property
-    def calls(self) -> int:
-        return self.list_calls + self.detail_calls
-
-    def describe(self, calls_per_minute: int | None = None) -> str:
-        text = (f"about {self.calls} calls ({self.list_calls} list, {self.detail_calls} detail) for "
-                f"{'?' if self.records is None else self.records} records")
-        if calls_per_minute:
-            text += f", {self.calls / calls_per_minute:.0f} min at {calls_per_minute} calls/min"
-        return text
 
 
 def estimate_full_read(client: Cin7Client, entity: Entity) -> FullReadEstimate:
