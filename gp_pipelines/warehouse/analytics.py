@@ -110,3 +110,31 @@ def ensure_analytics_views(database_url: str, *, reader_role: str | None = None)
                     psycopg.sql.Identifier(A), role))
                 conn.execute(psycopg.sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
                     psycopg.sql.Identifier(A), role))
+
+
+# -- what the catalogue says about a table or view (for the assets' column schema and row counts) -------------
+
+
+def relation_columns(database_url: str, schema: str, names: list[str]) -> dict[str, list[tuple[str, str, bool,
+                                                                                              str | None]]]:
+    """Per table or view: (column, type as PostgreSQL spells it, nullable, comment), in column order, read from
+    the catalogue (so the schema shown is what readers get, not what the code meant)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+                      col_description(c.oid, a.attnum)
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = %s AND c.relname = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
+                ORDER BY c.relname, a.attnum""", (schema, list(names))).fetchall()
+    found: dict[str, list[tuple[str, str, bool, str | None]]] = {name: [] for name in names}
+    for relation, column, kind, nullable, comment in rows:
+        found[relation].append((column, kind, nullable, comment))
+    return found
+
+
+def relation_row_counts(database_url: str, schema: str, names: list[str]) -> dict[str, int]:
+    """Exact row counts (count(*): the views are what BI tools read, an estimate would not do)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return {name: conn.execute(psycopg.sql.SQL("SELECT count(*) FROM {}.{}").format(
+            psycopg.sql.Identifier(schema), psycopg.sql.Identifier(name))).fetchone()[0] for name in names}

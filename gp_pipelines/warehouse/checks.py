@@ -5,28 +5,46 @@ Every outcome carries the compared figures side by side as a markdown table (`ma
 `figures`, and on failure `failures`: one line per problem naming the instance, the month and the difference.
 
 - `check_unique_keys`: no two rows share the table's natural key (nor its surrogate key).
-- `check_dimension_joins`: every foreign key of every row finds its dimension row; rows on the unknown member
-  (key 0) pass but are counted. Orphans (a key with no dimension row, or NULL where required) fail.
+- `check_dimension_joins`: every foreign key of every row finds its dimension row. Orphans (a key with no
+  dimension row, or NULL where required) fail. Rows on the unknown member (key 0) fail above a share of the
+  instance's lines (`Scope.max_unknown_share`, `config.integrity.max_unknown_share`, default 0.1 %), per instance
+  and foreign key. For a product, customer or location key none at all is allowed on a document synced before
+  that instance's master data was last proven *complete* (its products, customers or locations passed a
+  completeness check against an API Total, younger than `Scope.completeness_max_age`): the record the document
+  names existed when the cache was proven to hold every record, so the cache has it. Only lines of documents
+  synced since the proof (which may name a record created after it) are allowed the share.
 - `check_fx_coverage`: every row has a reporting amount and (when currencies differ) a base amount; the oldest
   rate age (transaction day − publication day of the rate used) is reported.
 - `reconcile_sale_lines` / `reconcile_invoice_lines` (and credit-note / purchase lines): per instance, month and
   document currency, the line count and the sum of line `Total` read straight from the JSONB cache against the
-  fact table, exact to the cent.
+  fact table, exact to the cent. A group on one side only fails (a month or an instance missing), and so does
+  an instance the scope requires (every configured one) that is on neither side, unless the cache is proven to
+  hold everything of it (`proven_empty_instances`: a passing, recent completeness check of the source
+  documents, and no lines of this kind in them).
 - `check_freshness`: the cache's newest change per instance (and its sync watermark) against what the table's
   last build consumed.
+
+Every check takes a `Scope`: the instances it must find (the configured ones) and, for a run limited to one
+instance (`gp-pipelines warehouse build --instance KEY`), the only instance whose rows it judges.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from gp_pipelines.warehouse.build import table_spec
+from gp_pipelines.cin7.completeness import Completeness, completeness_results
+from gp_pipelines.cin7.store import create_cache_schema
+from gp_pipelines.warehouse.build import TableSpec, table_spec
 from gp_pipelines.warehouse.schema import WAREHOUSE_SCHEMA
+
+if TYPE_CHECKING:
+    from gp_pipelines.config import PlatformConfig
 
 W = WAREHOUSE_SCHEMA
 C = "erp_cache"
@@ -45,6 +63,66 @@ class CheckOutcome:
     def as_metadata(self) -> dict[str, Any]:
         return {"result": self.markdown, **self.figures,
                 **({"failures": "\n".join(self.failures[:50])} if self.failures else {})}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which instances a check answers for, and the integrity thresholds (`config.integrity`).
+
+    `instances` must all be there (the configured ones); empty means nothing is required. `limited` judges only
+    those instances' rows (a run for one instance); otherwise every instance in the data is judged."""
+
+    instances: tuple[str, ...] = ()
+    limited: bool = False
+    max_unknown_share: float = 0.001
+    completeness_max_age: timedelta = timedelta(hours=26)
+
+    def covers(self, instance: str | None) -> bool:
+        # "(all)": a table without an instance column (dates, rates) is shared by every instance.
+        return not self.limited or instance in self.instances or instance == "(all)"
+
+
+def scope_from_config(config: PlatformConfig, instance: str | None = None) -> Scope:
+    """The configured instances and thresholds; with `instance`, only that one (a KeyError names an unknown
+    key)."""
+    if instance is not None:
+        config.instance(instance)
+    return Scope(
+        instances=(instance,) if instance else tuple(config.instance_keys),
+        limited=instance is not None,
+        max_unknown_share=config.integrity.max_unknown_share,
+        completeness_max_age=timedelta(minutes=config.integrity.completeness_max_age_minutes),
+    )
+
+
+def load_completeness(conn: psycopg.Connection) -> tuple[dict[tuple[str, str], Completeness], datetime]:
+    """The stored completeness results by (instance, entity), and the database's clock to age them by."""
+    create_cache_schema(conn)
+    return completeness_results(conn), conn.execute("SELECT now()").fetchone()[0]
+
+
+def proven_complete(result: Completeness | None, scope: Scope, now: datetime) -> bool:
+    """A passing completeness check that compared against an API Total, no older than the scope allows."""
+    return (result is not None and result.passed and result.api_total is not None
+            and now - result.checked_at <= scope.completeness_max_age)
+
+
+def completeness_text(result: Completeness | None, scope: Scope, now: datetime) -> str:
+    """Why an (instance, entity) is or is not proven complete, with its numbers."""
+    if result is None:
+        return "no completeness check recorded (not synced and checked yet)"
+    age = (now - result.checked_at).total_seconds() / 3600
+    counts = (f"cache {result.cache_count}, API Total "
+              f"{'not reported' if result.api_total is None else result.api_total}"
+              + (f" (difference {result.difference:+d})" if result.difference else ""))
+    if not result.passed:
+        return f"completeness check failed {age:.1f} h ago: {counts}" + "".join(f"; {p}" for p in result.problems)
+    if age * 3600 > scope.completeness_max_age.total_seconds():
+        return (f"last passing completeness check {age:.1f} h old ({counts}), older than the allowed "
+                f"{scope.completeness_max_age.total_seconds() / 3600:.1f} h")
+    if result.api_total is None:
+        return f"completeness check passed {age:.1f} h ago without an API Total to compare ({counts})"
+    return f"completeness check passed {age:.1f} h ago ({counts})"
 
 
 def _connect(database_url: str) -> psycopg.Connection:
@@ -80,7 +158,8 @@ def _month_expr(spec) -> str:
 # -- uniqueness ----------------------------------------------------------------------------------------------
 
 
-def check_unique_keys(database_url: str, table: str) -> CheckOutcome:
+def check_unique_keys(database_url: str, table: str, scope: Scope | None = None) -> CheckOutcome:
+    scope = scope or Scope()
     spec = table_spec(table)
     if table == "fx_rate":
         spec_table, keys = f"{W}.fx_rate_daily", list(spec.key_columns)
@@ -102,6 +181,7 @@ def check_unique_keys(database_url: str, table: str) -> CheckOutcome:
                      GROUP BY {', '.join(str(i) for i in range(1, len(key_set) + 3))}
                     HAVING count(*) > 1 ORDER BY 1, 2"""
             ).fetchall()
+            dupes = [r for r in dupes if scope.covers(r[0])]
             distinct_keys = conn.execute(
                 f"SELECT count(*) FROM (SELECT DISTINCT {', '.join(key_set)} FROM {spec_table}) d"
             ).fetchone()[0]
@@ -122,26 +202,63 @@ def check_unique_keys(database_url: str, table: str) -> CheckOutcome:
 # -- referential integrity -------------------------------------------------------------------------------------
 
 
-def check_dimension_joins(database_url: str, table: str) -> CheckOutcome:
+def master_data_entity(dimension: str) -> str | None:
+    """The one cache entity a dimension is read from (products, customers, locations), else None."""
+    spec = table_spec(dimension)
+    return spec.inputs[0] if spec.kind == "dimension" and len(spec.inputs) == 1 else None
+
+
+def _unknown_before(conn: psycopg.Connection, spec: TableSpec, instance: str, fk_column: str,
+                    proven_at: datetime) -> int:
+    """Lines on the unknown member whose cache document was synced no later than `proven_at`."""
+    if spec.document_entity and spec.document_column:
+        return conn.execute(
+            f"""SELECT count(*) FROM {spec.qualified} f JOIN {W}.dim_instance di ON di.instance_key = f.instance_key
+                  JOIN {C}.{spec.document_entity} c ON c.instance = di.instance AND c.id = f.{spec.document_column}
+                 WHERE di.instance = %s AND f.{fk_column} = 0 AND c.synced_at <= %s""",
+            (instance, proven_at)).fetchone()[0]
+    # No document per line (stock): the instance's newest input sync stands for every line.
+    parts = " UNION ALL ".join(f"SELECT max(synced_at) AS s FROM {C}.{e} WHERE instance = %(i)s" for e in spec.inputs)
+    newest = conn.execute(f"SELECT max(s) FROM ({parts}) x", {"i": instance}).fetchone()[0]
+    if newest is None or newest > proven_at:
+        return 0
+    return conn.execute(
+        f"""SELECT count(*) FROM {spec.qualified} f JOIN {W}.dim_instance di ON di.instance_key = f.instance_key
+             WHERE di.instance = %s AND f.{fk_column} = 0""", (instance,)).fetchone()[0]
+
+
+def _instance_filter(scope: Scope, alias: str = "di") -> tuple[str, tuple[Any, ...]]:
+    return (f"AND {alias}.instance = ANY(%s)", (list(scope.instances),)) if scope.limited else ("", ())
+
+
+def check_dimension_joins(database_url: str, table: str, scope: Scope | None = None) -> CheckOutcome:
+    """Orphan keys fail; rows on the unknown member fail above the allowed share per instance and foreign key
+    (see the module docstring for when the allowed share is 0)."""
+    scope = scope or Scope()
     spec = table_spec(table)
     month = _month_expr(spec)
+    has_instance = "instance_key" in spec.key_columns
+    instance_join = f"LEFT JOIN {W}.dim_instance di ON di.instance_key = f.instance_key" if has_instance else ""
+    instance = "coalesce(di.instance, '(none)')" if has_instance else "'(all)'"
+    where, params = _instance_filter(scope) if has_instance else ("", ())
     rows_md, failures = [], []
-    figures: dict[str, Any] = {"unknown_member_rows": 0, "orphan_rows": 0}
+    figures: dict[str, Any] = {"unknown_member_rows": 0, "orphan_rows": 0, "unknown_share_max": 0.0,
+                               "unknown_over_allowed": 0}
     with _connect(database_url) as conn:
-        total = conn.execute(f"SELECT count(*) FROM {spec.qualified}").fetchone()[0]
+        create_cache_schema(conn)  # the completeness results and the document stamps live there
+        total = conn.execute(f"SELECT count(*) FROM {spec.qualified} f {instance_join} WHERE true {where}",
+                             params).fetchone()[0]
         figures["rows"] = total
         for fk in spec.foreign_keys:
             dim = f"{W}.{fk.dimension}"
             missing_null = f"f.{fk.column} IS NULL" if fk.required else "false"
             orphan = f"({missing_null} OR (f.{fk.column} IS NOT NULL AND d.{fk.dimension_key} IS NULL))"
-            instance_join = (f"LEFT JOIN {W}.dim_instance di ON di.instance_key = f.instance_key"
-                             if "instance_key" in spec.key_columns else "")
-            instance = "coalesce(di.instance, '(none)')" if instance_join else "'(all)'"
             joined, unknown, orphans = conn.execute(
                 f"""SELECT count(*) FILTER (WHERE d.{fk.dimension_key} IS NOT NULL AND f.{fk.column} <> 0),
                            count(*) FILTER (WHERE f.{fk.column} = 0 AND d.{fk.dimension_key} IS NOT NULL),
                            count(*) FILTER (WHERE {orphan})
-                      FROM {spec.qualified} f LEFT JOIN {dim} d ON d.{fk.dimension_key} = f.{fk.column}"""
+                      FROM {spec.qualified} f LEFT JOIN {dim} d ON d.{fk.dimension_key} = f.{fk.column}
+                      {instance_join} WHERE true {where}""", params
             ).fetchone()
             nulls = total - joined - unknown - orphans
             rows_md.append([fk.column, fk.dimension, total, joined, unknown, nulls, orphans])
@@ -153,23 +270,77 @@ def check_dimension_joins(database_url: str, table: str) -> CheckOutcome:
                     f"""SELECT {instance}, {month}, count(*), min(f.{fk.column}::text)
                           FROM {spec.qualified} f LEFT JOIN {dim} d ON d.{fk.dimension_key} = f.{fk.column}
                           {instance_join}
-                         WHERE {orphan} GROUP BY 1, 2 ORDER BY 1, 2"""
+                         WHERE {orphan} {where} GROUP BY 1, 2 ORDER BY 1, 2""", params
                 ).fetchall():
                     failures.append(f"{table}: instance {inst} month {mon}: {count} rows with {fk.column} "
                                     f"not in {fk.dimension} (e.g. {example or 'NULL'}; difference {count} rows)")
+        share_md = _unknown_shares(conn, spec, scope, instance, instance_join, where, params, failures, figures)
     markdown = markdown_table(
         ["foreign key", "dimension", "rows", "joined", "unknown member (0)", "null (optional)", "orphans"], rows_md
-    )
+    ) + "\n\n**Unknown members per instance**\n\n" + share_md
     passed = not failures
-    description = (f"{table}: every row joins its dimensions ({figures['unknown_member_rows']} on unknown members)"
-                   if passed else f"{table}: {figures['orphan_rows']} orphan foreign keys")
+    if passed:
+        description = (f"{table}: every row joins its dimensions ({figures['unknown_member_rows']} on unknown "
+                       "members, within the allowed share)")
+    else:
+        description = (f"{table}: {figures['orphan_rows']} orphan foreign keys, {figures['unknown_over_allowed']} "
+                       "instance/dimension pairs with more unknown members than allowed")
     return CheckOutcome(passed, description, markdown, failures, figures)
+
+
+def _unknown_shares(conn: psycopg.Connection, spec: TableSpec, scope: Scope, instance: str, instance_join: str,
+                    where: str, params: tuple[Any, ...], failures: list[str], figures: dict[str, Any]) -> str:
+    """Per instance and foreign key: lines on the unknown member against the allowed share; appends failures
+    and figures, returns the markdown table."""
+    fks = list(spec.foreign_keys)
+    if spec.kind != "fact" or not fks:
+        return "(judged on facts only: a dimension's own key-0 row is its unknown member)"
+    counts = conn.execute(
+        f"""SELECT {instance}, count(*), {', '.join(f'count(*) FILTER (WHERE f.{fk.column} = 0)' for fk in fks)}
+              FROM {spec.qualified} f {instance_join} WHERE true {where} GROUP BY 1 ORDER BY 1""", params
+    ).fetchall()
+    results, now = load_completeness(conn)
+    rows_md = []
+    share_text = f"{scope.max_unknown_share:.2%} of lines"
+    for inst, lines, *unknowns in counts:
+        worst = 0.0
+        for fk, unknown in zip(fks, unknowns, strict=True):
+            share = unknown / lines if lines else 0.0
+            worst = max(worst, share)
+            entity = master_data_entity(fk.dimension)
+            master = results.get((inst, entity)) if entity else None
+            proven = entity is not None and proven_complete(master, scope, now)
+            before = _unknown_before(conn, spec, inst, fk.column, master.checked_at) if proven and unknown else 0
+            allowed_text = (f"0 on documents synced before {inst}'s {entity} were proven complete, else "
+                            f"{share_text}" if proven else share_text)
+            ok = before == 0 and share <= scope.max_unknown_share
+            rows_md.append([inst, fk.column, fk.dimension, lines, unknown, f"{share:.2%}", allowed_text,
+                            "ok" if ok else "TOO MANY"])
+            if ok:
+                continue
+            figures["unknown_over_allowed"] += 1
+            line = (f"{spec.name}: instance {inst}, dimension {fk.dimension} ({fk.column}): {unknown} of {lines} "
+                    f"lines on the unknown member ({share:.2%}")
+            if before:
+                line += (f"); {before} of them on documents synced before {inst}'s {entity} were proven complete "
+                         "(allowed 0)")
+            else:
+                line += f"; allowed {share_text})"
+            failures.append(line)
+        figures[f"lines[{inst}]"] = lines
+        figures[f"unknown_rows[{inst}]"] = sum(unknowns)
+        figures[f"unknown_share[{inst}]"] = round(worst, 6)
+        figures["unknown_share_max"] = max(figures["unknown_share_max"], round(worst, 6))
+    rows_md.sort(key=lambda r: (r[-1] == "ok", r[0], r[1]))
+    return markdown_table(["instance", "foreign key", "dimension", "lines", "unknown member (0)", "share",
+                           "allowed", "status"], rows_md)
 
 
 # -- FX coverage -----------------------------------------------------------------------------------------------
 
 
-def check_fx_coverage(database_url: str, table: str) -> CheckOutcome:
+def check_fx_coverage(database_url: str, table: str, scope: Scope | None = None) -> CheckOutcome:
+    scope = scope or Scope()
     spec = table_spec(table)
     if not spec.has_money:
         raise ValueError(f"{table} has no money columns")
@@ -188,6 +359,7 @@ def check_fx_coverage(database_url: str, table: str) -> CheckOutcome:
         reporting_currency = conn.execute(
             f"SELECT min(reporting_currency) FROM {spec.qualified}"
         ).fetchone()[0]
+    rows = [r for r in rows if scope.covers(r[0])]
     failures = []
     for inst, mon, lines, _covered, missing, no_base, _age, _oldest in rows:
         if missing:
@@ -256,7 +428,8 @@ _CACHE_SIDE: dict[str, str] = {
 
 
 def _reconciled_groups(database_url: str, table: str) -> list[tuple]:
-    """(instance, month, currency, cache lines, warehouse lines, cache amount, warehouse amount) per group."""
+    """(instance, month, currency, cache lines, warehouse lines, cache amount, warehouse amount, in the cache,
+    in the warehouse) per group."""
     spec = table_spec(table)
     month = _month_expr(spec)
     with _connect(database_url) as conn:
@@ -270,59 +443,137 @@ def _reconciled_groups(database_url: str, table: str) -> list[tuple]:
                 SELECT coalesce(c.instance, w.instance), coalesce(c.month, w.month),
                        coalesce(c.currency, w.currency),
                        coalesce(c.lines, 0), coalesce(w.lines, 0),
-                       round(coalesce(c.amount, 0), 2), round(coalesce(w.amount, 0), 2)
+                       round(coalesce(c.amount, 0), 2), round(coalesce(w.amount, 0), 2),
+                       c.instance IS NOT NULL, w.instance IS NOT NULL
                   FROM cache c FULL JOIN warehouse w
                     ON w.instance = c.instance AND w.month = c.month AND w.currency IS NOT DISTINCT FROM c.currency
                  ORDER BY 1, 2, 3"""
         ).fetchall()
 
 
-def reconcile_lines(database_url: str, table: str) -> CheckOutcome:
-    """Line counts and amounts per instance, month and document currency: JSONB cache vs fact, to the cent."""
-    rows = _reconciled_groups(database_url, table)
+def _rows_of_kind(conn: psycopg.Connection, spec: TableSpec) -> dict[str, int]:
+    """Per instance, how many rows of this table's kind the cache holds: lines for the reconciled facts, live
+    records of the input entities otherwise."""
+    if spec.name in _CACHE_SIDE:
+        return dict(conn.execute(f"SELECT instance, sum(lines) FROM ({_CACHE_SIDE[spec.name]}) c GROUP BY 1"
+                                 ).fetchall())
+    if not spec.inputs:
+        return {}
+    parts = " UNION ALL ".join(f"SELECT instance, count(*) AS n FROM {C}.{e} WHERE deleted_at IS NULL "
+                               "GROUP BY instance" for e in spec.inputs)
+    return dict(conn.execute(f"SELECT instance, sum(n) FROM ({parts}) s GROUP BY 1").fetchall())
+
+
+def source_entities(spec: TableSpec) -> tuple[str, ...]:
+    return (spec.document_entity,) if spec.document_entity else spec.inputs
+
+
+def absent_instance_reasons(database_url: str, table: str, instances: Iterable[str],
+                            scope: Scope) -> dict[str, str | None]:
+    """For instances that have no rows of `table`'s kind on either side of a comparison: None when the cache
+    proves that is the truth (no such rows in the cache, and every source entity of the instance proven complete
+    by a recent completeness check), else the reason it is a failure, with the numbers."""
+    spec = table_spec(table)
+    reasons: dict[str, str | None] = {}
+    with _connect(database_url) as conn:
+        create_cache_schema(conn)
+        held = _rows_of_kind(conn, spec)
+        results, now = load_completeness(conn)
+    for inst in instances:
+        if held.get(inst):
+            reasons[inst] = f"the cache holds {held[inst]} rows of it"
+        elif not spec.inputs:
+            reasons[inst] = "nothing in the cache proves it empty"
+        else:
+            unproven = [f"{entity}: {completeness_text(results.get((inst, entity)), scope, now)}"
+                        for entity in source_entities(spec)
+                        if not proven_complete(results.get((inst, entity)), scope, now)]
+            reasons[inst] = "; ".join(unproven) or None
+    return reasons
+
+
+def proven_empty_instances(database_url: str, table: str, instances: Iterable[str], scope: Scope) -> set[str]:
+    return {inst for inst, reason in absent_instance_reasons(database_url, table, instances, scope).items()
+            if reason is None}
+
+
+def reconcile_lines(database_url: str, table: str, scope: Scope | None = None) -> CheckOutcome:
+    """Line counts and amounts per instance, month and document currency: JSONB cache vs fact, to the cent. A
+    group present on one side only fails; so does a required instance on neither side, unless proven empty."""
+    scope = scope or Scope()
+    rows = [r for r in _reconciled_groups(database_url, table) if scope.covers(r[0])]
     md_rows, failures = [], []
-    for inst, mon, ccy, c_lines, w_lines, c_amount, w_amount in rows:
+    differing = missing = 0
+    for inst, mon, ccy, c_lines, w_lines, c_amount, w_amount, in_cache, in_warehouse in rows:
         line_diff, amount_diff = w_lines - c_lines, w_amount - c_amount
         ok = line_diff == 0 and amount_diff == 0
-        md_rows.append([inst, mon, ccy, c_lines, w_lines, c_amount, w_amount, amount_diff, "ok" if ok else "MISMATCH"])
-        if not ok:
-            failures.append(f"{table}: instance {inst} month {mon} currency {ccy}: cache {c_lines} lines / "
-                            f"{c_amount:,.2f}, warehouse {w_lines} lines / {w_amount:,.2f} (difference "
-                            f"{line_diff:+d} lines / {amount_diff:+,.2f})")
-    md_rows.sort(key=lambda r: (r[-1] == "ok", r[0] or "", r[1] or "", r[2] or ""))
+        status = ("ok" if ok else "MISSING IN WAREHOUSE" if not in_warehouse
+                  else "MISSING IN CACHE" if not in_cache else "MISMATCH")
+        md_rows.append([inst, mon, ccy, c_lines, w_lines, c_amount, w_amount, amount_diff, status])
+        if ok:
+            continue
+        if in_cache and in_warehouse:
+            differing += 1
+        else:
+            missing += 1
+        where = "" if in_cache and in_warehouse else (" — missing in the warehouse" if not in_warehouse
+                                                         else " — not in the cache")
+        failures.append(f"{table}: instance {inst} month {mon} currency {ccy}: cache {c_lines} lines / "
+                        f"{c_amount:,.2f}, warehouse {w_lines} lines / {w_amount:,.2f} (difference "
+                        f"{line_diff:+d} lines / {amount_diff:+,.2f}){where}")
+    seen = {r[0] for r in rows}
+    absent = [inst for inst in scope.instances if inst not in seen]
+    instances_missing = 0
+    for inst, reason in absent_instance_reasons(database_url, table, absent, scope).items():
+        if reason is None:
+            md_rows.append([inst, "(all)", "", 0, 0, Decimal(0), Decimal(0), Decimal(0), "none (proven empty)"])
+            continue
+        instances_missing += 1
+        md_rows.append([inst, "(all)", "", 0, 0, Decimal(0), Decimal(0), Decimal(0), "INSTANCE MISSING"])
+        failures.append(f"{table}: instance {inst}: absent from both the cache and the warehouse (0 lines); the "
+                        f"cache must have it: {reason}")
+    md_rows.sort(key=lambda r: (r[-1] == "ok" or r[-1].startswith("none"), r[0] or "", r[1] or "", r[2] or ""))
     markdown = markdown_table(["instance", "month", "currency", "cache lines", "warehouse lines", "cache amount",
                                "warehouse amount", "difference", "status"], md_rows)
     figures = {
-        "groups": len(rows), "groups_mismatched": len(failures),
+        "groups": len(rows), "groups_mismatched": differing + missing, "groups_differing": differing,
+        "groups_missing": missing, "instances_missing": instances_missing,
         "cache_lines": sum(r[3] for r in rows), "warehouse_lines": sum(r[4] for r in rows),
     }
+    for inst in sorted({r[0] for r in rows if r[0]}):
+        figures[f"cache_lines[{inst}]"] = sum(r[3] for r in rows if r[0] == inst)
+        figures[f"warehouse_lines[{inst}]"] = sum(r[4] for r in rows if r[0] == inst)
     passed = not failures
-    description = (f"{table}: {figures['cache_lines']} lines in {len(rows)} instance/month/currency groups agree "
-                   "with the cache to the cent" if passed
-                   else f"{table}: {len(failures)} instance/month/currency groups differ from the cache")
+    if passed:
+        description = (f"{table}: {figures['cache_lines']} lines in {len(rows)} instance/month/currency groups "
+                       "agree with the cache to the cent")
+    else:
+        description = (f"{table}: {differing} instance/month/currency groups differ from the cache, {missing} "
+                       f"are on one side only, {instances_missing} instances are missing")
     return CheckOutcome(passed, description, markdown, failures, figures)
 
 
-def reconcile_sale_lines(database_url: str) -> CheckOutcome:
-    return reconcile_lines(database_url, "fact_sale_line")
+def reconcile_sale_lines(database_url: str, scope: Scope | None = None) -> CheckOutcome:
+    return reconcile_lines(database_url, "fact_sale_line", scope)
 
 
-def reconcile_invoice_lines(database_url: str) -> CheckOutcome:
-    return reconcile_lines(database_url, "fact_invoice_line")
+def reconcile_invoice_lines(database_url: str, scope: Scope | None = None) -> CheckOutcome:
+    return reconcile_lines(database_url, "fact_invoice_line", scope)
 
 
-def reconcile_credit_note_lines(database_url: str) -> CheckOutcome:
-    return reconcile_lines(database_url, "fact_credit_note_line")
+def reconcile_credit_note_lines(database_url: str, scope: Scope | None = None) -> CheckOutcome:
+    return reconcile_lines(database_url, "fact_credit_note_line", scope)
 
 
-def reconcile_purchase_lines(database_url: str) -> CheckOutcome:
-    return reconcile_lines(database_url, "fact_purchase_line")
+def reconcile_purchase_lines(database_url: str, scope: Scope | None = None) -> CheckOutcome:
+    return reconcile_lines(database_url, "fact_purchase_line", scope)
 
 
 # -- freshness -------------------------------------------------------------------------------------------------
 
 
-def check_freshness(database_url: str, table: str, *, max_lag: timedelta = timedelta(0)) -> CheckOutcome:
+def check_freshness(database_url: str, table: str, scope: Scope | None = None, *,
+                    max_lag: timedelta = timedelta(0)) -> CheckOutcome:
     """Fresh when, for every instance, the newest change in the table's cache inputs (`synced_at`/`deleted_at`)
     is no later than what the table's last build consumed plus `max_lag`. The cache's own sync watermark (the
     newest Cin7 modified stamp stored) is shown beside it."""
@@ -344,6 +595,7 @@ def check_freshness(database_url: str, table: str, *, max_lag: timedelta = timed
                   FROM ({changes}) ch GROUP BY ch.instance ORDER BY ch.instance""",
             (list(spec.inputs),),
         ).fetchall()
+    rows = [r for r in rows if (scope or Scope()).covers(r[0])]
     consumed = built[0] if built else None
     md_rows, failures, lags = [], [], []
     for inst, changed, watermark in rows:
@@ -380,7 +632,8 @@ def reconciliation_summary(database_url: str, tables: tuple[str, ...] = ("fact_s
     failures = 0
     for table in tables:
         per_instance: dict[str, list[int]] = {}
-        for inst, _month, _ccy, c_lines, w_lines, c_amount, w_amount in _reconciled_groups(database_url, table):
+        for inst, _month, _ccy, c_lines, w_lines, c_amount, w_amount, *_ in _reconciled_groups(database_url,
+                                                                                                  table):
             entry = per_instance.setdefault(inst, [0, 0, 0, 0])
             bad = c_lines != w_lines or c_amount != w_amount
             entry[0] += 1
@@ -406,13 +659,13 @@ class TableCheck:
     table: str
     blocking: bool  # a failure must stop downstream assets (exports)
     description: str
-    run: Any  # Callable[[str], CheckOutcome]: takes the database URL
+    run: Any  # Callable[[str, Scope | None], CheckOutcome]: takes the database URL and the scope
 
-    def __call__(self, database_url: str) -> CheckOutcome:
-        return self.run(database_url)
+    def __call__(self, database_url: str, scope: Scope | None = None) -> CheckOutcome:
+        return self.run(database_url, scope)
 
 
-_RECONCILED = {"fact_sale_line", "fact_invoice_line", "fact_credit_note_line", "fact_purchase_line"}
+RECONCILED_TABLES = frozenset({"fact_sale_line", "fact_invoice_line", "fact_credit_note_line", "fact_purchase_line"})
 
 
 def table_checks(table: str) -> list[TableCheck]:
@@ -420,18 +673,20 @@ def table_checks(table: str) -> list[TableCheck]:
     freshness warns (a stale table is still right, only late)."""
     spec = table_spec(table)
     found = [TableCheck("unique_keys", table, True, "no two rows share a key",
-                        lambda url: check_unique_keys(url, table))]
+                        lambda url, scope=None: check_unique_keys(url, table, scope))]
     if spec.foreign_keys:
-        found.append(TableCheck("dimension_joins", table, True, "every row joins its dimensions (unknowns counted)",
-                                lambda url: check_dimension_joins(url, table)))
+        found.append(TableCheck("dimension_joins", table, True,
+                                "every row joins its dimensions; unknown members within the allowed share",
+                                lambda url, scope=None: check_dimension_joins(url, table, scope)))
     if spec.has_money:
         found.append(TableCheck("fx_coverage", table, True, "every line has base and reporting amounts",
-                                lambda url: check_fx_coverage(url, table)))
-    if table in _RECONCILED:
+                                lambda url, scope=None: check_fx_coverage(url, table, scope)))
+    if table in RECONCILED_TABLES:
         found.append(TableCheck("reconcile", table, True,
-                                "line counts and sums per instance, month and currency equal the cache",
-                                lambda url: reconcile_lines(url, table)))
+                                "line counts and sums per instance, month and currency equal the cache; no "
+                                "instance or month missing on either side",
+                                lambda url, scope=None: reconcile_lines(url, table, scope)))
     if spec.kind == "fact":
         found.append(TableCheck("freshness", table, False, "built through the cache's latest change",
-                                lambda url: check_freshness(url, table)))
+                                lambda url, scope=None: check_freshness(url, table, scope)))
     return found

@@ -34,7 +34,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -51,7 +51,7 @@ from gp_pipelines.connectors.zoho import (
     import_units,
 )
 from gp_pipelines.warehouse.analytics import ANALYTICS_VIEWS
-from gp_pipelines.warehouse.checks import markdown_table
+from gp_pipelines.warehouse.checks import Scope, absent_instance_reasons, markdown_table
 from gp_pipelines.warehouse.schema import ANALYTICS_SCHEMA
 
 EXPORTS_SCHEMA = "exports"
@@ -108,6 +108,7 @@ class ExportSpec:
     month_column: str | None = None
     sum_columns: tuple[str, ...] = ()
     incremental: bool = False  # changed rows by key (updateadd); False: always a full reload
+    warehouse_table: str | None = None  # the warehouse table the view reads (the gates judge it)
 
     @property
     def primary_sum(self) -> str | None:
@@ -118,25 +119,32 @@ EXPORT_SPECS: dict[str, ExportSpec] = {
     spec.view: spec
     for spec in (
         ExportSpec("sales", "fact", ("instance_key", "sale_id", "line_number"), month_column="order_date",
-                   sum_columns=_MONEY_SUMS, incremental=True),
+                   sum_columns=_MONEY_SUMS, incremental=True, warehouse_table="fact_sale_line"),
         ExportSpec("invoices", "fact", ("instance_key", "sale_id", "invoice_task_id", "line_number"),
-                   month_column="invoice_date", sum_columns=_MONEY_SUMS, incremental=True),
+                   month_column="invoice_date", sum_columns=_MONEY_SUMS, incremental=True,
+                   warehouse_table="fact_invoice_line"),
         ExportSpec("credit_notes", "fact", ("instance_key", "sale_id", "credit_note_task_id", "line_number"),
-                   month_column="credit_note_date", sum_columns=_MONEY_SUMS, incremental=True),
+                   month_column="credit_note_date", sum_columns=_MONEY_SUMS, incremental=True,
+                   warehouse_table="fact_credit_note_line"),
         ExportSpec("purchases", "fact", ("instance_key", "purchase_id", "line_number"), month_column="order_date",
-                   sum_columns=_MONEY_SUMS, incremental=True),
+                   sum_columns=_MONEY_SUMS, incremental=True, warehouse_table="fact_purchase_line"),
         ExportSpec("stock", "fact", ("instance_key", "location_name", "sku"),
                    sum_columns=("quantity_on_hand", "quantity_allocated", "quantity_available", "quantity_on_order",
-                                "quantity_in_transit", "stock_value_base"), incremental=True),
+                                "quantity_in_transit", "stock_value_base"), incremental=True,
+                   warehouse_table="fact_stock"),
         # Dimensions have no amounts to speak of: their surrogate keys are summed as a checksum.
-        ExportSpec("products", "dimension", ("product_key",), sum_columns=("product_key", "average_cost_base")),
-        ExportSpec("customers", "dimension", ("customer_key",), sum_columns=("customer_key",)),
-        ExportSpec("locations", "dimension", ("location_key",), sum_columns=("location_key",)),
+        ExportSpec("products", "dimension", ("product_key",), sum_columns=("product_key", "average_cost_base"),
+                   warehouse_table="dim_product"),
+        ExportSpec("customers", "dimension", ("customer_key",), sum_columns=("customer_key",),
+                   warehouse_table="dim_customer"),
+        ExportSpec("locations", "dimension", ("location_key",), sum_columns=("location_key",),
+                   warehouse_table="dim_location"),
         ExportSpec("dates", "reference", ("date_key",), instance_column=None, sum_columns=("date_key",),
-                   incremental=True),
-        ExportSpec("instances", "dimension", ("instance_key",), sum_columns=("instance_key",)),
+                   incremental=True, warehouse_table="dim_date"),
+        ExportSpec("instances", "dimension", ("instance_key",), sum_columns=("instance_key",),
+                   warehouse_table="dim_instance"),
         ExportSpec("fx_rates", "reference", ("date", "currency", "reporting_currency"), instance_column=None,
-                   month_column="date", sum_columns=("rate",), incremental=True),
+                   month_column="date", sum_columns=("rate",), incremental=True, warehouse_table="fx_rate"),
     )
 }
 
@@ -435,6 +443,15 @@ class Verification:
     def differing(self) -> list[GroupComparison]:
         return [g for g in self.groups if not g.agrees]
 
+    @property
+    def missing(self) -> list[GroupComparison]:
+        """Groups on one side only, and required instances on neither."""
+        return [g for g in self.groups if not g.agrees and (g.warehouse is None or g.zoho is None)]
+
+    @property
+    def instances_missing(self) -> list[str]:
+        return [g.instance for g in self.groups if g.warehouse is None and g.zoho is None]
+
     def _total(self, side: str, index: int | None = None) -> Any:
         figures = [getattr(g, side) for g in self.groups if getattr(g, side) is not None]
         if index is None:
@@ -493,6 +510,8 @@ class Verification:
             "rows_zoho": self.rows_zoho,
             "groups_compared": len(self.groups),
             "groups_differing": len(self.differing),
+            "groups_missing": len(self.missing),
+            "instances_missing": len(self.instances_missing),
         }
         for column, (left, right) in self.totals().items():
             figures[f"sum_{column}_warehouse"] = float(left)
@@ -505,9 +524,16 @@ class Verification:
 
 
 def compare_aggregates(spec: ExportSpec, warehouse: Aggregates, zoho: Aggregates, *, zoho_table: str = "",
-                       tolerance: Decimal = DEFAULT_TOLERANCE) -> Verification:
-    """Every (instance, month) on either side: counts must be equal, sums within `tolerance`."""
+                       tolerance: Decimal = DEFAULT_TOLERANCE,
+                       absent_instances: Mapping[str, str | None] | None = None) -> Verification:
+    """Every (instance, month) on either side: counts must be equal, sums within `tolerance`. A group on one
+    side only differs. `absent_instances` names the required instances found on neither side, each with the
+    reason that is a failure (None: proven empty, it is not)."""
     groups = []
+    for instance, reason in sorted((absent_instances or {}).items()):
+        if reason is not None and spec.instance_column:
+            groups.append(GroupComparison(instance, _NO_GROUP, None, None, (
+                f"absent from both the warehouse and Zoho; the cache must have it: {reason}",)))
     for key in sorted(set(warehouse) | set(zoho)):
         left, right = warehouse.get(key), zoho.get(key)
         differences: list[str] = []
@@ -928,6 +954,55 @@ def export_view(database_url: str, client: ZohoAnalyticsClient, view: str, setti
         return finish()
 
 
+@dataclass(frozen=True)
+class ExportPreview:
+    """What `export_view` would send for one view, judged from the warehouse and the export state kept in
+    PostgreSQL alone (no call to Zoho): for `gp-pipelines export zoho --dry-run`."""
+
+    view: str
+    zoho_table: str
+    rows: int
+    import_type: str | None
+    rows_to_send: int
+    units: int
+    reason: str
+
+    def line(self) -> str:
+        if self.import_type is None:
+            return f"{self.view}: would send nothing ({self.reason}); {self.rows} rows in the view"
+        return (f"{self.view}: would send {self.rows_to_send} of {self.rows} rows to {self.zoho_table!r} by "
+                f"{self.import_type}, about {self.units} API units ({self.reason})")
+
+
+def preview_export(database_url: str, view: str, settings: ExportSettings, *, force: bool = False,
+                   full: bool = False) -> ExportPreview:
+    """The plan `export_view` would follow, from the last export's state as recorded here. Zoho may know
+    better (a table renamed or deleted there since); the real export asks it first."""
+    spec = export_spec(view)
+    live_name, standby_name = settings.live_name(view), settings.standby_name(view)
+    ensure_export_schema(database_url)
+    snapshot = read_snapshot(database_url, spec)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        states = {state.zoho_name.lower(): state
+                  for state in _table_states(conn, settings.workspace_id, view).values()}
+        live, standby = states.get(live_name.lower()), states.get(standby_name.lower())
+        if not force and live is not None and live.content_hash == snapshot.content_hash and live.verified_ok:
+            return ExportPreview(view, live_name, snapshot.rows, None, 0, 0, "unchanged since the last verified "
+                                 "export")
+        reuse = (standby is not None and standby.content_hash is not None
+                 and standby.columns == snapshot.zoho_columns)
+        changed = deleted = 0
+        if reuse and spec.incremental and not full:
+            old = _row_state(conn, settings.workspace_id, standby.view_id)
+            current = dict(zip(snapshot.keys.tolist(), snapshot.hashes.tolist(), strict=True))
+            changed = sum(1 for key, value in current.items() if old.get(key) != value)
+            deleted = sum(1 for key in old if key not in current)
+    plan = choose_import_plan(spec, snapshot.rows, standby_known=reuse, changed_rows=changed,
+                              deleted_rows=deleted, force_full=full)
+    return ExportPreview(view, live_name, snapshot.rows, plan.import_type, plan.rows, plan.estimated_units,
+                         plan.reason)
+
+
 def _upload(client: ZohoAnalyticsClient, view_id: str, batches: list[tuple[bytes, int]], plan: ImportPlan,
             spec: ExportSpec, settings: ExportSettings, say: Callable[[str], None],
             book_retry: Callable[[], None]) -> None:
@@ -955,10 +1030,25 @@ def _upload(client: ZohoAnalyticsClient, view_id: str, batches: list[tuple[bytes
             f"{plan.rows} were sent; the live table was left as it was")
 
 
+def absent_instances(database_url: str, spec: ExportSpec, warehouse: Aggregates, zoho: Aggregates,
+                     scope: Scope | None) -> dict[str, str | None]:
+    """The scope's instances on neither side of a read-back, each with why that fails (None: proven empty)."""
+    if scope is None or not spec.instance_column:
+        return {}
+    seen = {key[0] for key in warehouse} | {key[0] for key in zoho}
+    absent = [instance for instance in scope.instances if instance not in seen]
+    if not absent:
+        return {}
+    if spec.warehouse_table is None:
+        return dict.fromkeys(absent, "nothing proves it empty")
+    return absent_instance_reasons(database_url, spec.warehouse_table, absent, scope)
+
+
 def verify_live_table(database_url: str, client: ZohoAnalyticsClient, view: str,
-                      settings: ExportSettings) -> Verification:
+                      settings: ExportSettings, scope: Scope | None = None) -> Verification:
     """Read the live Zoho table back and compare it with the warehouse as it is now; record the outcome (an
-    export does not skip a table whose last read-back disagreed)."""
+    export does not skip a table whose last read-back disagreed). With a `scope`, each of its instances must be
+    on both sides (unless the cache proves it has nothing of this kind)."""
     spec = export_spec(view)
     live_name = settings.live_name(view)
     ensure_export_schema(database_url)
@@ -969,8 +1059,10 @@ def verify_live_table(database_url: str, client: ZohoAnalyticsClient, view: str,
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
         expected = warehouse_aggregates(conn, spec)
-        verification = compare_aggregates(spec, expected, zoho_aggregates(client, spec, live_name),
-                                          zoho_table=live_name, tolerance=settings.sum_tolerance)
+        read_back = zoho_aggregates(client, spec, live_name)
+        verification = compare_aggregates(
+            spec, expected, read_back, zoho_table=live_name, tolerance=settings.sum_tolerance,
+            absent_instances=absent_instances(database_url, spec, expected, read_back, scope))
         conn.execute(f"UPDATE {X}.zoho_table SET verified_ok = %s, verified_at = now() WHERE workspace_id = %s "
                      "AND view_id = %s", (verification.passed, settings.workspace_id, live.view_id))
     return verification

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import date
 
 import pytest
 
 from gp_pipelines.cin7.client import Cin7Client
+from gp_pipelines.cin7.completeness import check_entity
 from gp_pipelines.cin7.entities import ENTITIES
 from gp_pipelines.cin7.limiter import LocalRateLimiter
 from gp_pipelines.cin7.store import ensure_cache_schema
@@ -23,15 +25,28 @@ WAREHOUSE_ENTITIES = ("me", "locations", "products", "customers", "suppliers", "
                       "purchases")
 
 
-def fill_cache(database_url: str, seed: int = 11) -> None:
+def sync_and_check(database_url: str, server: SandboxServer, plan: Mapping[str, Iterable[str]], *,
+                   check: bool = True) -> None:
+    """Sync the named entities of each instance from the sandbox and, with `check`, record each one's
+    completeness against the API's Total (as the cache asset's check does)."""
     ensure_cache_schema(database_url)
+    for inst in server.instances:
+        names = list(plan.get(inst.key, ()))
+        if not names:
+            continue
+        client = Cin7Client(server.base_url, inst.account_id, list(inst.application_keys), instance=inst.key,
+                            limiter=LocalRateLimiter(calls=10**9))
+        with client:
+            for name in names:
+                sync_entity(database_url, client, inst.key, ENTITIES[name])
+                if check:
+                    check_entity(database_url, client, inst.key, ENTITIES[name])
+
+
+def fill_cache(database_url: str, seed: int = 11, *, entities: Iterable[str] = WAREHOUSE_ENTITIES,
+               check: bool = False) -> None:
     with SandboxServer(SandboxOptions(seed=seed, rate_limit=10**9, clock_start=CLOCK)) as server:
-        for inst in server.instances:
-            client = Cin7Client(server.base_url, inst.account_id, list(inst.application_keys), instance=inst.key,
-                                limiter=LocalRateLimiter(calls=10**9))
-            with client:
-                for name in WAREHOUSE_ENTITIES:
-                    sync_entity(database_url, client, inst.key, ENTITIES[name])
+        sync_and_check(database_url, server, {inst.key: entities for inst in server.instances}, check=check)
 
 
 @pytest.fixture(scope="module")
