@@ -27,8 +27,8 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 
 
 class CacheSyncConfig(dg.Config):
-    """How a run syncs: `incremental` follows the change feed; `full` re-reads everything and reconciles
-    deletions (the nightly job)."""
+    """How a run syncs: `incremental` follows the change feed; `reconcile` walks every list whole and marks
+    deletions (the nightly job); `full` also re-reads every document, repairing drift (costly: one call each)."""
 
     mode: str = "incremental"
     sweep: int | None = None

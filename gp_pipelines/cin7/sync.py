@@ -6,9 +6,9 @@
    (`wait_for_lock=True`) or returns at once with `skipped_locked=True`; it never interleaves. A killed
    process loses its session and with it the lock.
 2. **Walk.** Incremental entities list what changed since `watermark - OVERLAP` (5 minutes: absorbs clock
-   skew and records modified while pages are walked; filters are UTC); the first sync, `mode="full"` and
-   entities without a since filter walk the whole list. Pages are the largest the endpoint takes (1000).
-   A walk is *stable* when every page reported the same `Total` and the distinct ids listed equal it; an
+   skew and records modified while pages are walked; filters are UTC); the first sync, `mode="reconcile"`,
+   `mode="full"` and entities without a since filter walk the whole list. Pages are the largest the endpoint
+   takes (1000). A walk is *stable* when every page reported the same `Total` and the distinct ids listed equal it; an
    unstable walk (records deleted or entering the filter while pages were walked shift records between
    pages, so one could be skipped) is walked again, up to `MAX_WALKS` times.
 3. **Details.** For documents, the list page is compared in SQL with the cache and only documents that are
@@ -43,7 +43,8 @@
 7. **Reconcile.** Whole-list walks that are complete and stable mark rows they did not list `deleted_at`
    (never after a failed or unstable walk), unless that would be more than `max_delete_share` (20 %) of the
    live rows: then nothing is marked, the refusal is kept in `sync_state.last_result` (the completeness check
-   fails on it) until a reconcile succeeds or an operator accepts the deletions. `mode="full"` re-reads every
+   fails on it) until a reconcile succeeds or an operator accepts the deletions. `mode="reconcile"` (the nightly
+   job) walks every list whole; `mode="full"` also re-reads every
    listed document (drift without a list-stamp change is repaired; `repaired` counts it; `estimate_full_read`
    gives its cost first and `max_calls` refuses it over budget) and ends by checking the API's own `Total`
    against the live row count, walking again while they differ, so deletions during the sync are caught too.
@@ -96,7 +97,7 @@ MAX_PASSES = 6  # walks, counting confirming passes and re-walks
 MAX_RECONCILES = 3  # full mode: re-walks while the API's Total and the live row count differ
 MAX_FAILED_IN_A_ROW = 3  # detail reads failing one after another (after their retries): the API is down, stop
 CLOCK_STEP_TOLERANCE = timedelta(seconds=60)  # the API's clock against ours moved back more than this: a step
-MODES = ("incremental", "full")
+MODES = ("incremental", "reconcile", "full")  # full = reconcile + every document read again
 _NOT_FOUND = re.compile(r"not found", re.IGNORECASE)
 
 
@@ -174,21 +175,21 @@ class _EntitySync:
             reconciled = True
             self.result.mode = "full"
         elif not entity.incremental:
-            self.result.mode = "full"
+            self.result.mode = self.mode if self.mode != "incremental" else "full"
             stable = self._walk(since=None, reconcile=True)
             if stable and self.mode == "full" and entity.has_detail:
                 self._queue_full_read()
             self._read_details()
             reconciled = stable and self.result.refused_reconcile is None
-            if entity.has_detail and self.mode != "full":
+            if entity.has_detail and self.mode == "incremental":
                 self._sweep_documents(started_at, state)
         else:
             watermark = state.watermark
             if watermark is not None and watermark > self._bound():
                 # Set by a record stamped ahead, or before the API's clock stepped back: not a safe cursor.
                 watermark = store.max_modified(conn, self.instance, entity, upto=self._bound())
-            whole = self.mode == "full" or watermark is None
-            self.result.mode = "full" if self.mode == "full" else ("initial" if whole else "incremental")
+            whole = self.mode != "incremental" or watermark is None
+            self.result.mode = self.mode if self.mode != "incremental" else ("initial" if whole else "incremental")
             # Anything edited while a pass walks gets a stamp above every stamp stored before the pass began
             # (as long as the server's clock moves forward; a step back is caught below), so a confirming pass
             # lists from there.
@@ -211,7 +212,7 @@ class _EntitySync:
             mark, stable = self._confirm(mark, stable)
             if not whole and entity.has_detail:
                 self._sweep_documents(started_at, state)
-            if self.mode == "full" and self.result.refused_reconcile is None:
+            if self.mode != "incremental" and self.result.refused_reconcile is None:
                 # Last: the API's own Total against the live rows; a mismatch (a record deleted or created
                 # after the reconciling walk) means walking the whole list again.
                 for _ in range(MAX_RECONCILES):

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--entity", action="append", metavar="NAME",
                         help=f"entity to sync (repeatable; default: all): {', '.join(ENTITIES)}")
     parser.add_argument("--mode", choices=MODES, default="incremental",
-                        help="incremental follows the change feed; full re-reads and reconciles deletions")
+                        help="incremental follows the change feed; reconcile walks every list whole and marks "
+                        "deletions; full also re-reads every document (its cost is printed first)")
     parser.add_argument("--sweep", type=int, default=None, metavar="N",
                         help="records to re-verify per entity (default: the engine's share of the run)")
     parser.add_argument("--no-wait", action="store_true",

@@ -12,7 +12,7 @@ from typing import Any
 class SyncResult:
     instance: str
     entity: str
-    mode: str  # what was done: "incremental", "full" (whole list + reconcile) or "initial"
+    mode: str  # what was done: "incremental", "initial", "reconcile" (whole list + deletions) or "full" (and details)
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0

@@ -53,8 +53,9 @@ def build_cache_jobs(config: PlatformConfig) -> tuple[list, list]:
     reconcile_job = _job(
         "cache_full_reconcile",
         list(ENTITIES.values()),
-        "Every entity re-read in full; records gone from Cin7 Core get deleted_at.",
-        mode="full",
+        "Every entity's whole list walked; records gone from Cin7 Core get deleted_at (a walk that would delete "
+        "more than cache.max_delete_share refuses). Documents are re-read by the rolling verification, not here.",
+        mode="reconcile",
     )
     schedules = [
         _per_instance_schedule(documents_job, "*/15 * * * *", config, "Every 15 minutes, per instance."),

@@ -35,7 +35,7 @@ SCHEDULES = {
                   "modify_during_paging=0.1",
 }
 # The guarantee is "every change made before the sync's last request": the faults that change data do so as
-# a side effect of our own requests, so a schedule mixing hard deletes (seen only by the full mode's final
+# a side effect of our own requests, so a schedule mixing hard deletes (seen only by the reconcile's final
 # Total check) with edits on list requests (seen only by a confirming walk) could always change data with
 # whichever request comes last. Each is therefore exercised with the other faults, not with each other.
 # Small pages, so walks span many pages and records move between them while they are walked.
@@ -54,7 +54,7 @@ def test_cache_equals_truth_after_syncs_under_a_fault_schedule(name, pg_server_u
         with psycopg.connect(url, autocommit=True) as db:
             for round_number in (1, 2):
                 # Hard deletes leave no trace in a change feed: only the full reconcile can see them.
-                mode = "full" if "hard_delete" in spec and round_number == 2 else "incremental"
+                mode = "reconcile" if "hard_delete" in spec and round_number == 2 else "incremental"
                 with client_for(server, "au", keys=2, timeout=0.12) as client:
                     for item in SMALL_PAGES:
                         sync_entity(url, client, "au", item, mode=mode)

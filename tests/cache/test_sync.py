@@ -97,10 +97,9 @@ def test_hard_deletes_are_found_by_the_full_reconcile_and_rows_come_back(server,
     with client_for(server, "au") as client:
         incremental = sync_entity(url, client, "au", entity("sales"), sweep=0)
         assert incremental.deleted == 0  # no change feed for hard deletes
-        full = sync_entity(url, client, "au", entity("sales"), mode="full", sweep=0)
-    # The full mode re-reads every listed document once (and nothing more), and repairs no drift here.
-    live = len(cached(db, "au", entity("sales")))
-    assert full.deleted == 2 and full.reconciled and full.detail_calls == live and full.repaired == 0
+        full = sync_entity(url, client, "au", entity("sales"), mode="reconcile", sweep=0)
+    # The reconcile walks the whole list and reads no detail (the full mode would re-read every document).
+    assert full.deleted == 2 and full.reconciled and full.detail_calls == 0
     rows = db.execute("SELECT id FROM erp_cache.sales WHERE instance='au' AND deleted_at IS NOT NULL").fetchall()
     assert {r[0] for r in rows} == set(deleted)
     assert_cache_equals_truth(db, server, "au", [entity("sales")])
@@ -108,7 +107,7 @@ def test_hard_deletes_are_found_by_the_full_reconcile_and_rows_come_back(server,
     some = next(iter(cached(db, "au", entity("customers"))))
     db.execute("UPDATE erp_cache.customers SET deleted_at = now() WHERE instance='au' AND id=%s", (some,))
     with client_for(server, "au") as client:
-        result = sync_entity(url, client, "au", entity("customers"), mode="full")
+        result = sync_entity(url, client, "au", entity("customers"), mode="reconcile")
     assert result.updated == 1 and result.deleted == 0
     assert_cache_equals_truth(db, server, "au", [entity("customers")])
 
