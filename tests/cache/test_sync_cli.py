@@ -53,3 +53,24 @@ def test_sync_command_rejects_unknown_names_and_missing_keys(sandbox_env, capsys
     monkeypatch.delenv("GP_SANDBOX_AU_KEY_1")
     assert sync_cli.main(["--instance", "au"]) == 2
     assert "GP_SANDBOX_AU_KEY_1" in capsys.readouterr().err
+
+
+def test_full_mode_prints_its_cost_and_a_refused_reconcile_is_named(sandbox_env, capsys, db):
+    import httpx
+
+    fast = ["--calls-per-minute", "0"]
+    assert sync_cli.main(["--instance", "nz", "--entity", "product_availability", *fast]) == 0
+    capsys.readouterr()
+    live = db.execute("SELECT count(*) FROM erp_cache.product_availability WHERE instance = 'nz'").fetchone()[0]
+    assert sync_cli.main(["--instance", "nz", "--entity", "sales", "--mode", "full", *fast]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    sales = db.execute("SELECT count(*) FROM erp_cache.sales WHERE instance = 'nz'").fetchone()[0]
+    assert lines[0].startswith(f"nz/sales: full read, about {sales + 2} calls (2 list, {sales} detail)")
+    # One empty page: nothing deleted, the command says so and what to do, and exits 1.
+    httpx.post(f"{sandbox_env.root_url}/sandbox/faults/next", json={"fault": "empty_page"}, timeout=10)
+    assert sync_cli.main(["--instance", "nz", "--entity", "product_availability", *fast]) == 1
+    err = capsys.readouterr().err
+    assert f"reconcile refused: it would mark {live} of {live} rows deleted" in err and "--accept-deletions" in err
+    kept = db.execute("SELECT count(*) FROM erp_cache.product_availability WHERE instance = 'nz' "
+                      "AND deleted_at IS NULL").fetchone()[0]
+    assert kept == live
