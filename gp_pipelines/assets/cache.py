@@ -13,7 +13,7 @@ import psycopg
 
 from gp_pipelines.cin7.completeness import check_entity
 from gp_pipelines.cin7.entities import ENTITIES, Entity
-from gp_pipelines.cin7.store import CACHE_SCHEMA
+from gp_pipelines.cin7.store import CACHE_SCHEMA, live_count
 from gp_pipelines.cin7.sync import SyncRules, sync_entity
 from gp_pipelines.config import PlatformConfig
 from gp_pipelines.resources.cin7 import Cin7Resource
@@ -74,6 +74,11 @@ def _build_cache_asset(entity: Entity, partitions: dg.PartitionsDefinition,
             context.log.warning(f"another sync of {instance}/{entity.name} holds the lock; nothing done")
         metadata = result.as_metadata()
         metadata["dagster/table_name"] = f"{CACHE_SCHEMA}.{entity.name}"
+        with psycopg.connect(gp_database.database_url(), autocommit=True) as conn:
+            # This partition's live rows: the count the completeness check compares with the API's Total.
+            metadata["dagster/partition_row_count"] = live_count(conn, instance, entity)
+        if result.refused_reconcile is not None:
+            metadata["refused_reconcile"] = dg.MetadataValue.json(result.refused_reconcile)
         return dg.MaterializeResult(metadata=metadata)
 
     return cache_entity

@@ -46,6 +46,9 @@ def test_completeness_is_kept_per_instance_partition(sandbox_env, db):
         figures = {key: value.value for key, value in evaluation.metadata.items()}
         assert figures["cache_count"] == figures["api_total"] > 0 and figures["difference"] == 0
         assert figures["problems"] == 1 and "reconcile refused" in figures["problem_list"]
+        [materialization] = [e.materialization for e in result.get_asset_materialization_events()]
+        assert materialization.metadata["dagster/partition_row_count"].value == figures["cache_count"]
+        assert materialization.metadata["refused_reconcile"].value["would_delete"] == figures["cache_count"]
         history = instance.event_log_storage.get_asset_check_execution_history(CHECK, limit=10)
         latest = {}
         for record in reversed(history):  # oldest first: the last one written per partition wins
