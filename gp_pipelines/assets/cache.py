@@ -14,7 +14,7 @@ import psycopg
 from gp_pipelines.cin7.completeness import check_entity
 from gp_pipelines.cin7.entities import ENTITIES, Entity
 from gp_pipelines.cin7.store import CACHE_SCHEMA, live_count
-from gp_pipelines.cin7.sync import SyncRules, sync_entity
+from gp_pipelines.cin7.sync import SyncRules, estimate_full_read, sync_entity
 from gp_pipelines.config import PlatformConfig
 from gp_pipelines.resources.cin7 import Cin7Resource
 from gp_pipelines.resources.database import PostgresResource
@@ -61,6 +61,9 @@ def _build_cache_asset(entity: Entity, partitions: dg.PartitionsDefinition,
         instance = context.partition_key
         rules = SyncRules.from_config(platform.cache, accept_deletions=config.accept_deletions)
         with cin7.client(instance) as client:
+            if config.mode == "full":
+                estimate = estimate_full_read(client, entity)
+                context.log.info(f"{instance}/{entity.name}: full read, {estimate.describe()}")
             result = sync_entity(
                 gp_database.database_url(), client, instance, entity, mode=config.mode, sweep=config.sweep,
                 rules=rules, max_calls=platform.cache.full_read_max_calls,
