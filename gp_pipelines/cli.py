@@ -38,6 +38,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from gp_pipelines.config import load_config
     from gp_pipelines.sandbox.local import DAGSTER_STORAGE_ENV
     from gp_pipelines.status import collect_status, dagster_check_results, format_status
+    from gp_pipelines.warehouse.checks import scope_from_config
 
     config = load_config()
     url = _platform_database_url()
@@ -46,7 +47,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     waiting_after = timedelta(minutes=config.automation.notify_waiting_after_minutes)
     with psycopg.connect(url, autocommit=True) as conn:
         report = collect_status(conn, config.instance_keys, check_results=lambda: dagster_check_results(home),
-                                waiting_after=waiting_after)
+                                waiting_after=waiting_after, scope=scope_from_config(config))
     print(json.dumps(report.as_dict(), default=str, indent=2) if args.json else format_status(report))
     return 0 if report.healthy else 1
 
@@ -366,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_sync(commands)
 
     register_edi(commands)
+
+    from gp_pipelines.warehouse_cli import register as register_warehouse
+
+    register_warehouse(commands, _platform_database_url)
 
     relocate = commands.add_parser("relocate", help="move a sale to another location, keeping its invoices "
                                    "and payments (resumes an unfinished move)")

@@ -8,6 +8,7 @@ import dagster as dg
 import httpx
 
 from gp_pipelines import database
+from gp_pipelines.assets.exports import CHECK_NAME, GATE_CHECK
 from gp_pipelines.definitions import MAIN_JOB, WAREHOUSE_JOB, ZOHO_EXPORT_JOB, build_definitions
 from gp_pipelines.demo_cycle import play_order_cycle
 from gp_pipelines.demo_partner import run_partner_demo
@@ -131,7 +132,10 @@ def _export_to_zoho(title: str, job, instance: dg.DagsterInstance, sandbox) -> i
         e.materialization.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
         for e in result.get_asset_materialization_events()
     }
-    checks = {c.asset_key.path[-1]: c for c in result.get_asset_check_evaluations()}
+    checks = {c.asset_key.path[-1]: c for c in result.get_asset_check_evaluations() if c.check_name == CHECK_NAME}
+    for gate in result.get_asset_check_evaluations():
+        if gate.check_name == GATE_CHECK and not gate.passed:
+            print(f"GATE FAILED {gate.asset_key.to_user_string()}: {gate.description}")
     rows, failures, units = [], 0, 0
     for view, spec in EXPORT_SPECS.items():
         meta, check = exported.get(view), checks.get(view)

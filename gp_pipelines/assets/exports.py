@@ -3,15 +3,23 @@
 Thin: the asset calls `warehouse.zoho_export.export_view` (upload to the standby copy, verify it, swap) and
 reports what it sent and what it cost; the check calls `verify_live_table` and shows the warehouse and Zoho side
 by side per instance and month. Not partitioned: every table holds all instances.
+
+Before sending anything each export evaluates its gate (`warehouse.gates.export_gate`: every configured
+instance present, every cache entity proven complete, no unknown members over the allowed share and the
+reconciliation with the cache for the view's table) and reports it as its blocking check `integrity_gate`; a
+failed gate fails the step before any call to Zoho, whether the export runs in a job or on its own. The gate
+always judges every configured instance: an export holds them all.
 """
 
 import dagster as dg
 
-from gp_pipelines.assets.warehouse import ANALYTICS_KEY
+from gp_pipelines.assets.warehouse import ANALYTICS_KEY, check_result
 from gp_pipelines.config import ConfigError, PlatformConfig
 from gp_pipelines.resources.database import PostgresResource
 from gp_pipelines.resources.zoho import ZohoAnalyticsResource
+from gp_pipelines.warehouse import gates
 from gp_pipelines.warehouse.analytics import ANALYTICS_VIEWS
+from gp_pipelines.warehouse.checks import scope_from_config
 from gp_pipelines.warehouse.zoho_export import (
     EXPORT_SPECS,
     ZohoBudgetExceeded,
@@ -23,6 +31,7 @@ from gp_pipelines.warehouse.zoho_export import (
 EXPORTS_GROUP = "exports"
 ZOHO_PREFIX = "zoho_analytics"
 CHECK_NAME = "matches_warehouse"
+GATE_CHECK = "integrity_gate"
 
 
 class ZohoExportConfig(dg.Config):
@@ -37,13 +46,14 @@ def zoho_export_key(view: str) -> dg.AssetKey:
     return dg.AssetKey([ZOHO_PREFIX, view])
 
 
-def _build_export_asset(view: str, cron: str | None) -> dg.AssetsDefinition:
+def _build_export_asset(platform: PlatformConfig, view: str, cron: str | None) -> dg.AssetsDefinition:
     spec = EXPORT_SPECS[view]
+    key = zoho_export_key(view)
     how = ("changed rows by key (updateadd), or a full reload when cheaper" if spec.incremental
            else "a full reload (truncateadd)")
 
     @dg.asset(
-        key=zoho_export_key(view),
+        key=key,
         group_name=EXPORTS_GROUP,
         deps=[ANALYTICS_KEY],
         kinds={"zoho", "csv"},
@@ -53,13 +63,26 @@ def _build_export_asset(view: str, cron: str | None) -> dg.AssetsDefinition:
         automation_condition=dg.AutomationCondition.on_cron(cron) if cron else None,
         pool="zoho_analytics",
         tags={"export": "zoho_analytics"},
+        check_specs=[dg.AssetCheckSpec(
+            GATE_CHECK, asset=key, blocking=True,
+            description="Evaluated before anything is sent: " + " ".join(
+                gates.GATE_DESCRIPTIONS[name] for name in gates.EXPORT_GATES))],
     )
     def zoho_export(
         context: dg.AssetExecutionContext,
         config: ZohoExportConfig,
         zoho_analytics: ZohoAnalyticsResource,
         gp_database: PostgresResource,
-    ) -> dg.MaterializeResult:
+    ):
+        gate = gates.export_gate(gp_database.database_url(), scope_from_config(platform), [spec.warehouse_table])
+        outcome = gates.merge(f"{view} export gate", list(gate.values()))
+        outcome.failures = gates.failed(gate)
+        yield check_result(GATE_CHECK, outcome, asset_key=key)
+        refused = gates.refusal(gate, f"Zoho export of {view!r}")
+        if refused:
+            raise dg.Failure(description=refused, allow_retries=False,
+                             metadata={"gates_failed": sum(not o.passed for o in gate.values()),
+                                       "problems": len(outcome.failures)})
         with zoho_analytics.client() as client:
             try:
                 result = export_view(gp_database.database_url(), client, view, zoho_analytics.settings(),
@@ -79,24 +102,26 @@ def _build_export_asset(view: str, cron: str | None) -> dg.AssetsDefinition:
         metadata = result.as_metadata()
         if result.verification is not None:
             metadata["verification"] = dg.MetadataValue.md(result.verification.markdown())
-        return dg.MaterializeResult(metadata=metadata)
+        yield dg.MaterializeResult(metadata=metadata)
 
     return zoho_export
 
 
-def _build_export_check(view: str) -> dg.AssetChecksDefinition:
+def _build_export_check(platform: PlatformConfig, view: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=zoho_export_key(view),
         name=CHECK_NAME,
         blocking=True,
         description="Row counts and sums of the amount columns per instance and month, read back from Zoho "
-        "through the SQL export, equal the warehouse's (sums to the cent).",
+        "through the SQL export, equal the warehouse's (sums to the cent); an instance or a month missing on either "
+        "side fails, and so does a configured instance on neither.",
     )
     def zoho_matches_warehouse(
         zoho_analytics: ZohoAnalyticsResource, gp_database: PostgresResource
     ) -> dg.AssetCheckResult:
         with zoho_analytics.client() as client:
-            verification = verify_live_table(gp_database.database_url(), client, view, zoho_analytics.settings())
+            verification = verify_live_table(gp_database.database_url(), client, view, zoho_analytics.settings(),
+                                             scope_from_config(platform))
         return dg.AssetCheckResult(
             passed=verification.passed,
             description=verification.description,
@@ -125,4 +150,5 @@ def build_export_definitions(
 ) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
     views = exported_views(config)
     cron = config.zoho_analytics.export_cron if config.zoho_analytics else None
-    return [_build_export_asset(view, cron) for view in views], [_build_export_check(view) for view in views]
+    return ([_build_export_asset(config, view, cron) for view in views],
+            [_build_export_check(config, view) for view in views])

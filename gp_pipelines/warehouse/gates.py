@@ -60,13 +60,18 @@ def _connect(database_url: str) -> psycopg.Connection:
 
 def instances_present(database_url: str, scope: Scope) -> CheckOutcome:
     """Every instance of the scope has live rows in at least one cache entity."""
-    instances = _scope_instances(scope)
     with _connect(database_url) as conn:
-        parts = " UNION ALL ".join(
-            f"SELECT instance, '{name}' AS entity, count(*) AS n FROM {C}.{entity.table} "
-            "WHERE deleted_at IS NULL GROUP BY instance" for name, entity in ENTITIES.items())
-        held = conn.execute(f"SELECT instance, sum(n), count(*) FILTER (WHERE n > 0) FROM ({parts}) s GROUP BY 1"
-                            ).fetchall()
+        return instances_present_in(conn, scope)
+
+
+def instances_present_in(conn: psycopg.Connection, scope: Scope) -> CheckOutcome:
+    """`instances_present` on an open connection (the cache schema must exist)."""
+    instances = _scope_instances(scope)
+    parts = " UNION ALL ".join(
+        f"SELECT instance, '{name}' AS entity, count(*) AS n FROM {C}.{entity.table} "
+        "WHERE deleted_at IS NULL GROUP BY instance" for name, entity in ENTITIES.items())
+    held = conn.execute(f"SELECT instance, sum(n), count(*) FILTER (WHERE n > 0) FROM ({parts}) s GROUP BY 1"
+                        ).fetchall()
     by_instance = {inst: (int(rows), int(entities)) for inst, rows, entities in held}
     rows_md, failures = [], []
     for inst in instances:
@@ -92,10 +97,15 @@ def instances_present(database_url: str, scope: Scope) -> CheckOutcome:
 
 def cache_complete(database_url: str, scope: Scope, entities: Sequence[str] | None = None) -> CheckOutcome:
     """Every (instance, entity) of the scope has a passing completeness check younger than the allowed age."""
+    with _connect(database_url) as conn:
+        return cache_complete_in(conn, scope, entities)
+
+
+def cache_complete_in(conn: psycopg.Connection, scope: Scope, entities: Sequence[str] | None = None) -> CheckOutcome:
+    """`cache_complete` on an open connection."""
     instances = _scope_instances(scope)
     names = list(entities or ENTITIES)
-    with _connect(database_url) as conn:
-        results, now = checks.load_completeness(conn)
+    results, now = checks.load_completeness(conn)
     rows_md, failures = [], []
     counts = {"passing": 0, "failed": 0, "unchecked": 0, "stale": 0}
     oldest: float | None = None
@@ -150,8 +160,14 @@ def _status(result: Completeness | None, scope: Scope, now: datetime) -> str:
 
 def warehouse_gate(database_url: str, scope: Scope) -> dict[str, CheckOutcome]:
     """The gates in front of the warehouse, by name."""
-    return {INSTANCES_PRESENT: instances_present(database_url, scope),
-            CACHE_COMPLETE: cache_complete(database_url, scope)}
+    with _connect(database_url) as conn:
+        return warehouse_gate_in(conn, scope)
+
+
+def warehouse_gate_in(conn: psycopg.Connection, scope: Scope) -> dict[str, CheckOutcome]:
+    """`warehouse_gate` on an open connection (creates the cache schema when missing)."""
+    create_cache_schema(conn)
+    return {INSTANCES_PRESENT: instances_present_in(conn, scope), CACHE_COMPLETE: cache_complete_in(conn, scope)}
 
 
 def merge(title: str, outcomes: Sequence[CheckOutcome]) -> CheckOutcome:

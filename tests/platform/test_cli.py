@@ -157,3 +157,15 @@ def test_dev_serves_the_ui_and_ctrl_c_stops_everything(isolated_home):
     assert not pid_file.exists(), "dev left the embedded server it started running"
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["warehouse", "build", "--instance", "xx"], "error: unknown instance 'xx'; the config has au, nz, us"),
+    (["export", "zoho"], "error: <built-in sandbox config>: no zoho_analytics section; there is nothing to export "
+                         "to Zoho"),
+])
+def test_warehouse_and_export_commands_name_a_usage_error_in_one_line(args, message):
+    env = {k: v for k, v in os.environ.items() if k not in ("GP_CONFIG", "GP_ZOHO_SANDBOX_URL")}
+    out = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 2
+    assert out.stderr.strip() == message and out.stdout == ""

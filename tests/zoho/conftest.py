@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from gp_pipelines import database
+from gp_pipelines.cin7.entities import ENTITIES
 from gp_pipelines.connectors.zoho import ZohoAnalyticsClient, ZohoCredentials, forget_cached_tokens
 from gp_pipelines.sandbox.ecb import EcbSandboxOptions, EcbSandboxServer
 from gp_pipelines.sandbox.zoho import ZohoSandboxOptions, ZohoSandboxServer
@@ -25,10 +26,11 @@ FAST_LIMITS = {"overall": 100_000, "bulk": 100_000, "metadata": 100_000, "dml": 
 
 @pytest.fixture(scope="session")
 def warehouse_template(pg_server_url: str) -> str:
-    """A database holding a built warehouse and its analytics views; modules clone it (CREATE ... TEMPLATE)."""
+    """A database holding a built warehouse and its analytics views; modules clone it (CREATE ... TEMPLATE). Every
+    entity of every instance is synced and checked against the API's Total, so the export gates pass."""
     name = f"t_zoho_template_{uuid.uuid4().hex[:8]}"
     url = database.ensure_database(pg_server_url, name)
-    fill_cache(url)
+    fill_cache(url, entities=list(ENTITIES), check=True)
     with EcbSandboxServer(EcbSandboxOptions(seed=5, today=TODAY, start=date(2024, 1, 1))) as ecb:
         load_fx_rates(url, ecb.source(), reporting_currency="USD", today=TODAY)
     build_all(url, reporting_currency="USD", full=True)

@@ -52,9 +52,16 @@ def test_export_job_materialises_every_view_and_the_checks_read_them_back(zoho_e
         assert sales["units_left_today"] == sales["daily_unit_budget"] - sales["units_spent_today"]
         assert sales["units_spent_today"] == zoho_env.state()["units_used"]
         assert "| instance | month |" in sales["verification"]
-        checks = {c.asset_key.path[-1]: c for c in result.get_asset_check_evaluations()}
-        assert set(checks) == set(VIEWS) and all(c.passed for c in checks.values())
+        evaluations = result.get_asset_check_evaluations()
+        assert {(c.asset_key.path[-1], c.check_name) for c in evaluations} == {
+            (view, name) for view in VIEWS for name in ("integrity_gate", "matches_warehouse")}
+        assert all(c.passed for c in evaluations)
+        gate = next(c for c in evaluations if c.asset_key.path[-1] == "sales" and c.check_name == "integrity_gate")
+        assert gate.metadata["instances_present"].value == 3 and gate.metadata["unknown_share_max"].value == 0
+        assert gate.metadata["groups_missing"].value == 0 and "**" in gate.metadata["result"].value
+        checks = {c.asset_key.path[-1]: c for c in evaluations if c.check_name == "matches_warehouse"}
         figures = {k: v.value for k, v in checks["sales"].metadata.items()}
+        assert figures["groups_missing"] == figures["instances_missing"] == 0
         assert figures["rows_warehouse"] == figures["rows_zoho"] == sales["rows"]
         assert figures["sum_amount_reporting_warehouse"] == figures["sum_amount_reporting_zoho"]
         assert "| au |" in figures["result"]

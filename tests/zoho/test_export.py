@@ -195,3 +195,41 @@ def test_a_foreign_table_with_the_live_name_is_not_taken_over(warehouse_url, zoh
     assert client.find_view("products__standby").view_id == theirs
     again = _export(warehouse_url, client, zoho_server, view="products", force=True)
     assert again.verification.passed and client.find_view("products__standby").view_id != theirs
+
+
+def test_the_read_back_requires_every_configured_instance_on_both_sides(warehouse_url, zoho_server, client):
+    from gp_pipelines.cin7.completeness import record_completeness
+    from gp_pipelines.warehouse.checks import Scope
+
+    _export(warehouse_url, client, zoho_server)
+    settings = export_settings(zoho_server)
+    scope = Scope(instances=("au", "nz", "us", "zz"))
+    verification = verify_live_table(warehouse_url, client, "sales", settings, scope)
+    assert not verification.passed and verification.instances_missing == ["zz"]
+    assert verification.failures() == ["sales: instance zz, month (all): absent from both the warehouse and Zoho; "
+                                       "the cache must have it: sales: no completeness check recorded (not synced "
+                                       "and checked yet)"]
+    figures = verification.as_metadata()
+    assert figures["instances_missing"] == 1 and figures["groups_missing"] == 1
+    # The API's Total proves zz has no sales: its absence is then the truth.
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        record_completeness(conn, "zz", "sales", api_total=0, cache_count=0, passed=True)
+        try:
+            assert verify_live_table(warehouse_url, client, "sales", settings, scope).passed
+        finally:
+            conn.execute("DELETE FROM erp_cache.completeness WHERE instance = 'zz'")
+    assert verify_live_table(warehouse_url, client, "sales", settings, Scope(("au", "nz", "us"))).passed
+
+
+def test_the_dry_run_preview_matches_what_the_export_then_sends(warehouse_url, zoho_server, client):
+    from gp_pipelines.warehouse.zoho_export import preview_export
+
+    settings = export_settings(zoho_server, max_batch_bytes=SMALL_BATCHES)
+    rows = _warehouse_rows(warehouse_url)
+    first = preview_export(warehouse_url, "sales", settings)
+    assert (first.import_type, first.rows_to_send) == ("truncateadd", rows)
+    assert zoho_server.state()["import_requests"] == 0 and zoho_server.state()["tables"] == {}
+    sent = _export(warehouse_url, client, zoho_server)
+    assert (sent.import_type, sent.rows_sent) == (first.import_type, first.rows_to_send)
+    assert preview_export(warehouse_url, "sales", settings).line() == (
+        f"sales: would send nothing (unchanged since the last verified export); {rows} rows in the view")
