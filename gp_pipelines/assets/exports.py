@@ -75,8 +75,7 @@ def _build_export_asset(platform: PlatformConfig, view: str, cron: str | None) -
         gp_database: PostgresResource,
     ):
         gate = gates.export_gate(gp_database.database_url(), scope_from_config(platform), [spec.warehouse_table])
-        outcome = gates.merge(f"{view} export gate", list(gate.values()))
-        outcome.failures = gates.failed(gate)
+        outcome = gates.combined(gate, f"{view} export gate")
         yield check_result(GATE_CHECK, outcome, asset_key=key)
         refused = gates.refusal(gate, f"Zoho export of {view!r}")
         if refused:

@@ -209,6 +209,13 @@ def export_gate(database_url: str, scope: Scope, tables: Iterable[str | None]) -
     return gate
 
 
+def combined(gate: dict[str, CheckOutcome], title: str) -> CheckOutcome:
+    """A whole gate as one outcome (one blocking check): each failure line prefixed with its gate's name."""
+    outcome = merge(title, list(gate.values()))
+    outcome.failures = failed(gate)
+    return outcome
+
+
 def failed(gate: dict[str, CheckOutcome]) -> list[str]:
     """Every failure line of a gate, prefixed with the gate's name."""
     return [f"{name}: {line}" for name, outcome in gate.items() for line in outcome.failures]
