@@ -165,10 +165,14 @@ def report(job, result) -> int:
 def _failure_line(data) -> str:
     """The first line of why a step failed: a `dg.Failure`'s own description, else the error without its class."""
     user = getattr(data, "user_failure_data", None)
-    text = (user.description if user is not None and user.description else None) or data.error.message
-    first = text.strip().splitlines()[0] if text.strip() else "failed"
-    cls = getattr(data.error, "cls_name", None)
-    return first.split(": ", 1)[1] if cls and first.split(": ", 1)[0].endswith(cls) and ": " in first else first
+    if user is not None and user.description:
+        return user.description.strip().splitlines()[0]
+    error = data.error
+    while error.cause is not None and error.message.startswith("dagster._core.errors.Dagster"):
+        error = error.cause  # Dagster's wrapper ("Error occurred while executing op ..."): the cause says why
+    first = error.message.strip().splitlines()[0] if error.message.strip() else "failed"
+    qualified, _, rest = first.partition(": ")
+    return f"{error.cls_name}: {rest}" if rest and qualified.endswith(error.cls_name or "\0") else first
 
 
 def _dry_run(config) -> int:

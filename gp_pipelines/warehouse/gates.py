@@ -88,7 +88,7 @@ def instances_present_in(conn: psycopg.Connection, scope: Scope) -> CheckOutcome
     for inst in instances:
         figures[f"cache_rows[{inst}]"] = by_instance.get(inst, (0, 0))[0]
     passed = not failures
-    description = (f"all {len(instances)} instances have data in the cache ({', '.join(instances)})" if passed
+    description = (f"every instance has data in the cache ({', '.join(instances)})" if passed
                    else f"{figures['instances_missing']} of {len(instances)} instances have nothing in the cache: "
                    + ", ".join(r[0] for r in rows_md if r[-1] != "ok"))
     markdown = markdown_table(["instance", "live rows in the cache", "entities with rows", "status"], rows_md)
@@ -141,7 +141,7 @@ def cache_complete_in(conn: psycopg.Connection, scope: Scope, entities: Sequence
     passed = not failures and bool(instances)
     if not instances:
         failures.append("no instance is configured")
-    description = (f"{counts['passing']} cache entities of {len(instances)} instances proven complete against the "
+    description = (f"{counts['passing']} cache entities of {', '.join(instances)} proven complete against the "
                    "API's Total" if passed
                    else f"{len(failures)} of {len(instances) * len(names)} cache entities not proven complete "
                    f"({counts['unchecked']} never checked, {counts['failed']} failed, {counts['stale']} too old)")
