@@ -171,75 +171,9 @@ def _check(platform: PlatformConfig, spec: TableSpec, name: str, run, *, blockin
     return _warehouse_check
 
 
-_RECONCILERS = {
-    "fact_sale_line": checks.reconcile_sale_lines,
-    "fact_invoice_line": checks.reconcile_invoice_lines,
-    "fact_credit_note_line": checks.reconcile_credit_note_lines,
-    "fact_purchase_line": checks.reconcile_purchase_lines,
-}
-
-
 def _checks_for(platform: PlatformConfig, spec: TableSpec) -> list[dg.AssetChecksDefinition]:
-    found = []
-    if spec.kind == "fx":
-        return found
-    found.append(
-        _check(
-            platform,
-            spec,
-            "unique_keys",
-            lambda url, scope: checks.check_unique_keys(url, spec.name, scope),
-            blocking=True,
-            description="No two rows share the table's key.",
-        )
-    )
-    if spec.kind != "fact":
-        return found
-    found.append(
-        _check(
-            platform,
-            spec,
-            "dimension_joins",
-            lambda url, scope: checks.check_dimension_joins(url, spec.name, scope),
-            blocking=True,
-            description="Every row joins its dimensions; lines on an unknown member stay within the allowed share "
-            "per instance (integrity.max_unknown_share; 0 where the instance's master data is proven complete).",
-        )
-    )
-    if spec.has_money:
-        found.append(
-            _check(
-                platform,
-                spec,
-                "fx_coverage",
-                lambda url, scope: checks.check_fx_coverage(url, spec.name, scope),
-                blocking=True,
-                description="Every line has its base and reporting amounts; the oldest rate age is shown.",
-            )
-        )
-    if spec.name in _RECONCILERS:
-        found.append(
-            _check(
-                platform,
-                spec,
-                "reconciles_with_cache",
-                _RECONCILERS[spec.name],
-                blocking=True,
-                description="Line counts and document-currency sums per instance and month equal the cache's, "
-                "to the cent; an instance or a month missing on either side fails.",
-            )
-        )
-    found.append(
-        _check(
-            platform,
-            spec,
-            "fresh",
-            lambda url, scope: checks.check_freshness(url, spec.name, scope),
-            blocking=False,
-            description="Built from the cache's latest sync of its inputs.",
-        )
-    )
-    return found
+    return [_check(platform, spec, check.name, check.run, blocking=check.blocking, description=check.description)
+            for check in checks.table_checks(spec.name)]
 
 
 def _build_analytics_asset() -> dg.AssetsDefinition:

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 W = WAREHOUSE_SCHEMA
 C = "erp_cache"
 MAX_MARKDOWN_ROWS = 200
-BLOCKING_CHECKS = ("unique_keys", "dimension_joins", "fx_coverage", "reconcile")  # freshness only warns
 
 
 @dataclass
@@ -669,24 +668,31 @@ RECONCILED_TABLES = frozenset({"fact_sale_line", "fact_invoice_line", "fact_cred
 
 
 def table_checks(table: str) -> list[TableCheck]:
-    """The checks that apply to one warehouse table. Uniqueness, joins, FX coverage and reconciliation block;
-    freshness warns (a stale table is still right, only late)."""
+    """The checks that apply to one warehouse table, named as the Dagster asset checks are. Uniqueness, joins,
+    FX coverage and reconciliation block; freshness warns (a stale table is still right, only late). The rate
+    table has its own asset and no table checks."""
     spec = table_spec(table)
-    found = [TableCheck("unique_keys", table, True, "no two rows share a key",
+    if spec.kind == "fx":
+        return []
+    found = [TableCheck("unique_keys", table, True, "No two rows share the table's key.",
                         lambda url, scope=None: check_unique_keys(url, table, scope))]
-    if spec.foreign_keys:
-        found.append(TableCheck("dimension_joins", table, True,
-                                "every row joins its dimensions; unknown members within the allowed share",
-                                lambda url, scope=None: check_dimension_joins(url, table, scope)))
+    if spec.kind != "fact":
+        return found
+    found.append(TableCheck(
+        "dimension_joins", table, True,
+        "Every row joins its dimensions; lines on an unknown member stay within the allowed share per instance "
+        "(integrity.max_unknown_share; 0 where the instance's master data is proven complete).",
+        lambda url, scope=None: check_dimension_joins(url, table, scope)))
     if spec.has_money:
-        found.append(TableCheck("fx_coverage", table, True, "every line has base and reporting amounts",
+        found.append(TableCheck("fx_coverage", table, True,
+                                "Every line has its base and reporting amounts; the oldest rate age is shown.",
                                 lambda url, scope=None: check_fx_coverage(url, table, scope)))
     if table in RECONCILED_TABLES:
-        found.append(TableCheck("reconcile", table, True,
-                                "line counts and sums per instance, month and currency equal the cache; no "
-                                "instance or month missing on either side",
-                                lambda url, scope=None: reconcile_lines(url, table, scope)))
-    if spec.kind == "fact":
-        found.append(TableCheck("freshness", table, False, "built through the cache's latest change",
-                                lambda url, scope=None: check_freshness(url, table, scope)))
+        found.append(TableCheck(
+            "reconciles_with_cache", table, True,
+            "Line counts and document-currency sums per instance and month equal the cache's, to the cent; an "
+            "instance or a month missing on either side fails.",
+            lambda url, scope=None: reconcile_lines(url, table, scope)))
+    found.append(TableCheck("fresh", table, False, "Built from the cache's latest sync of its inputs.",
+                            lambda url, scope=None: check_freshness(url, table, scope)))
     return found
