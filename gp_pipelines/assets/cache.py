@@ -13,7 +13,7 @@ import psycopg
 
 from gp_pipelines.cin7.completeness import check_entity
 from gp_pipelines.cin7.entities import ENTITIES, Entity
-from gp_pipelines.cin7.store import CACHE_SCHEMA, live_count
+from gp_pipelines.cin7.store import CACHE_SCHEMA
 from gp_pipelines.cin7.sync import SyncRules, estimate_full_read, sync_entity
 from gp_pipelines.config import PlatformConfig
 from gp_pipelines.resources.cin7 import Cin7Resource
@@ -61,12 +61,13 @@ def _build_cache_asset(entity: Entity, partitions: dg.PartitionsDefinition,
         instance = context.partition_key
         rules = SyncRules.from_config(platform.cache, accept_deletions=config.accept_deletions)
         with cin7.client(instance) as client:
+            estimate = None
             if config.mode == "full":
                 estimate = estimate_full_read(client, entity)
                 context.log.info(f"{instance}/{entity.name}: full read, {estimate.describe()}")
             result = sync_entity(
                 gp_database.database_url(), client, instance, entity, mode=config.mode, sweep=config.sweep,
-                rules=rules, max_calls=platform.cache.full_read_max_calls,
+                rules=rules, max_calls=platform.cache.full_read_max_calls, estimate=estimate,
             )
         if result.refused_reconcile:
             refused = result.refused_reconcile
@@ -77,9 +78,9 @@ def _build_cache_asset(entity: Entity, partitions: dg.PartitionsDefinition,
             context.log.warning(f"another sync of {instance}/{entity.name} holds the lock; nothing done")
         metadata = result.as_metadata()
         metadata["dagster/table_name"] = f"{CACHE_SCHEMA}.{entity.name}"
-        with psycopg.connect(gp_database.database_url(), autocommit=True) as conn:
+        if not result.skipped_locked:
             # This partition's live rows: the count the completeness check compares with the API's Total.
-            metadata["dagster/partition_row_count"] = live_count(conn, instance, entity)
+            metadata["dagster/partition_row_count"] = result.live_rows
         if result.refused_reconcile is not None:
             metadata["refused_reconcile"] = dg.MetadataValue.json(result.refused_reconcile)
         return dg.MaterializeResult(metadata=metadata)

@@ -391,10 +391,7 @@ def _error_in_json(text: str) -> str | None:
 
 
 def _error_message(text: str) -> str | None:
-    try:
-        return _error_in_body(json.loads(text)) or text.strip()[:300]
-    except ValueError:
-        return text.strip()[:300] or None
+    return _error_in_json(text) or text.strip()[:300] or None
 
 
 def client_from_environment(instance: InstanceConfig, limiter: RateLimiter,

@@ -18,21 +18,8 @@ import psycopg
 from gp_pipelines.cin7 import store
 from gp_pipelines.cin7.client import Cin7Client
 from gp_pipelines.cin7.entities import Entity
-from gp_pipelines.cin7.store import CACHE_SCHEMA
+from gp_pipelines.cin7.store import COMPLETENESS
 from gp_pipelines.cin7.sync import api_total
-
-COMPLETENESS = f"{CACHE_SCHEMA}.completeness"
-
-_DDL = f"""CREATE TABLE IF NOT EXISTS {COMPLETENESS} (
-    instance text NOT NULL,
-    entity text NOT NULL,
-    checked_at timestamptz NOT NULL DEFAULT now(),
-    api_total integer,
-    cache_count integer NOT NULL,
-    passed boolean NOT NULL,
-    problems jsonb NOT NULL DEFAULT '[]',
-    PRIMARY KEY (instance, entity)
-)"""
 
 
 @dataclass(frozen=True)
@@ -50,14 +37,9 @@ class Completeness:
         return None if self.api_total is None else self.cache_count - self.api_total
 
 
-def ensure_completeness_table(conn: psycopg.Connection) -> None:
-    conn.execute(_DDL)
-
-
 def record_completeness(conn: psycopg.Connection, instance: str, entity: str, *, api_total: int | None,
                         cache_count: int, passed: bool, problems: list[str] | None = None) -> Completeness:
-    """Store one check's result (the latest per instance and entity wins)."""
-    ensure_completeness_table(conn)
+    """Store one check's result (the latest per instance and entity wins); the cache schema must exist."""
     row = conn.execute(
         f"""INSERT INTO {COMPLETENESS} (instance, entity, checked_at, api_total, cache_count, passed, problems)
             VALUES (%s, %s, now(), %s, %s, %s, %s)
@@ -71,8 +53,7 @@ def record_completeness(conn: psycopg.Connection, instance: str, entity: str, *,
 
 
 def completeness_results(conn: psycopg.Connection) -> dict[tuple[str, str], Completeness]:
-    """Every stored result, by (instance, entity)."""
-    ensure_completeness_table(conn)
+    """Every stored result, by (instance, entity); the cache schema must exist."""
     rows = conn.execute(
         f"SELECT instance, entity, checked_at, api_total, cache_count, passed, problems FROM {COMPLETENESS}"
     ).fetchall()
@@ -106,8 +87,8 @@ def check_entity(database_url: str, client: Cin7Client, instance: str, entity: E
     with psycopg.connect(database_url, autocommit=True) as conn:
         store.create_cache_schema(conn)
         cached = store.live_count(conn, instance, entity)
-        problems = sync_problems(store.load_state(conn, instance, entity).last_result)
-        refused = any(p.startswith("reconcile refused") for p in problems)
-        passed = (expected is None or expected == cached) and not refused
+        last_result = store.load_state(conn, instance, entity).last_result
+        problems = sync_problems(last_result)
+        passed = (expected is None or expected == cached) and not last_result.get("refused_reconcile")
         return record_completeness(conn, instance, entity.name, api_total=expected, cache_count=cached,
                                    passed=passed, problems=problems)

@@ -38,6 +38,7 @@ from gp_pipelines.cin7.entities import ENTITIES, Entity
 CACHE_SCHEMA = "erp_cache"
 SYNC_STATE = f"{CACHE_SCHEMA}.sync_state"
 SYNC_PENDING = f"{CACHE_SCHEMA}.sync_pending"
+COMPLETENESS = f"{CACHE_SCHEMA}.completeness"  # per (instance, entity): the API's Total against the cache
 _DDL_LOCK = "gp.ddl.erp_cache"  # shared with the limiter's table: one lock for every DDL in the schema
 
 
@@ -88,6 +89,16 @@ _STATE_DDL = [
             list_hash text,
             PRIMARY KEY (instance, entity, id)
         )""",
+    f"""CREATE TABLE IF NOT EXISTS {COMPLETENESS} (
+            instance text NOT NULL,
+            entity text NOT NULL,
+            checked_at timestamptz NOT NULL DEFAULT now(),
+            api_total integer,
+            cache_count integer NOT NULL,
+            passed boolean NOT NULL,
+            problems jsonb NOT NULL DEFAULT '[]',
+            PRIMARY KEY (instance, entity)
+        )""",
 ]
 
 
@@ -105,7 +116,7 @@ QUERY_INDEXES: dict[str, str] = {
 
 
 def _expected_relations() -> list[str]:
-    names = ["sync_state", "sync_pending", *QUERY_INDEXES]
+    names = ["sync_state", "sync_pending", "completeness", *QUERY_INDEXES]
     for e in ENTITIES.values():
         names += [e.table, f"{e.table}_modified", f"{e.table}_verified", f"{e.table}_synced"]
     return names
@@ -403,7 +414,7 @@ class Coverage:
 
     live: int
     verified_within: int  # live rows verified within the period
-    oldest_verified_at: datetime | None
+    oldest_verified_age: timedelta | None
 
     @property
     def share(self) -> float:
@@ -412,7 +423,7 @@ class Coverage:
 
 def verification_coverage(conn: psycopg.Connection, instance: str, entity: Entity, period: timedelta) -> Coverage:
     row = conn.execute(
-        f"""SELECT count(*), count(*) FILTER (WHERE verified_at >= now() - %s), min(verified_at)
+        f"""SELECT count(*), count(*) FILTER (WHERE verified_at >= now() - %s), now() - min(verified_at)
               FROM {table(entity)} WHERE instance = %s AND deleted_at IS NULL""",
         (period, instance),
     ).fetchone()

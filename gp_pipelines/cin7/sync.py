@@ -247,10 +247,10 @@ class _EntitySync:
         coverage = store.verification_coverage(conn, self.instance, entity, self.rules.verify_period)
         # A since-less list without details is read whole every run: every row is confirmed each time.
         whole_every_run = not entity.incremental and not entity.has_detail
+        self.result.live_rows = coverage.live
         self.result.verified_share = 1.0 if whole_every_run else round(coverage.share, 4)
-        if coverage.oldest_verified_at is not None and not whole_every_run:
-            age = conn.execute("SELECT now() - %s::timestamptz", (coverage.oldest_verified_at,)).fetchone()[0]
-            self.result.oldest_verified_hours = round(age.total_seconds() / 3600, 2)
+        if coverage.oldest_verified_age is not None and not whole_every_run:
+            self.result.oldest_verified_hours = round(coverage.oldest_verified_age.total_seconds() / 3600, 2)
         self._take_client_stats()
         counts = self._result_counts()
         if newest is not None:
@@ -520,16 +520,18 @@ def sync_entity(
     wait_for_lock: bool = True,
     rules: SyncRules | None = None,
     max_calls: int | None = None,
+    estimate: FullReadEstimate | None = None,
 ) -> SyncResult:
     """Bring one (instance, entity) up to date in `erp_cache` (see the module docstring).
 
-    `max_calls` refuses a full read estimated above it (`Cin7BudgetError`) before it spends anything else.
+    `max_calls` refuses a full read estimated above it (`Cin7BudgetError`) before it spends anything else; a
+    caller that already showed the `estimate` passes it, so the Total is not asked for twice.
     A lost database connection (a restart) is reconnected once; the queue in PostgreSQL resumes the work."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     rules = rules or SyncRules()
     if mode == "full" and max_calls is not None:
-        estimate = estimate_full_read(client, entity)
+        estimate = estimate or estimate_full_read(client, entity)
         if estimate.calls > max_calls:
             raise Cin7BudgetError(
                 f"full read refused: {estimate.describe()} is over the budget of {max_calls} calls; raise "

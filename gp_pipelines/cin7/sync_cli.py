@@ -90,13 +90,15 @@ def run_sync_command(args: argparse.Namespace) -> int:
             with client_from_environment(instance, limiter) as client:
                 for item in entities:
                     try:
+                        estimate = None
                         if args.mode == "full" and not args.json:
                             # What the full read will cost, before it spends it (one call for the Total).
-                            print(f"{instance.key}/{item.name}: full read, "
-                                  f"{estimate_full_read(client, item).describe(budget or None)}", flush=True)
+                            estimate = estimate_full_read(client, item)
+                            print(f"{instance.key}/{item.name}: full read, {estimate.describe(budget or None)}",
+                                  flush=True)
                         result = sync_entity(database_url, client, instance.key, item, mode=args.mode,
                                              sweep=args.sweep, wait_for_lock=not args.no_wait, rules=rules,
-                                             max_calls=config.cache.full_read_max_calls)
+                                             max_calls=config.cache.full_read_max_calls, estimate=estimate)
                     except Cin7AuthError as exc:
                         print(f"{instance.key}: {exc}", file=sys.stderr, flush=True)
                         failures += 1

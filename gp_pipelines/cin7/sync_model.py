@@ -36,6 +36,7 @@ class SyncResult:
     future_stamped: int = 0  # live rows stamped after the API's clock plus the allowed skew (flagged)
     clock_step_seconds: float = 0.0  # how far the API's clock stepped back since the last sync (overlap widened)
     repaired: int = 0  # full mode: documents whose re-read differed from the cache
+    live_rows: int = 0  # live rows of the entity for the instance after the sync
     verified_share: float | None = None  # live rows re-read within the verification period
     oldest_verified_hours: float | None = None
 

@@ -165,8 +165,7 @@ def warehouse_gate(database_url: str, scope: Scope) -> dict[str, CheckOutcome]:
 
 
 def warehouse_gate_in(conn: psycopg.Connection, scope: Scope) -> dict[str, CheckOutcome]:
-    """`warehouse_gate` on an open connection (creates the cache schema when missing)."""
-    create_cache_schema(conn)
+    """`warehouse_gate` on an open connection (the cache schema must exist)."""
     return {INSTANCES_PRESENT: instances_present_in(conn, scope), CACHE_COMPLETE: cache_complete_in(conn, scope)}
 
 

@@ -53,6 +53,12 @@ def _state(conn: psycopg.Connection, instance: str, name: str):
                         (instance, name)).fetchone()
 
 
+def _stock_synced(url: str, client, db: psycopg.Connection) -> int:
+    """Stock synced once; its live row count."""
+    sync_entity(url, client, "au", STOCK)
+    return len(cached(db, "au", STOCK))
+
+
 def _edit_sale(server: SandboxServer, instance: str = "au"):
     """A person edits one sale in Cin7: its stamp is the server's clock now."""
     store = server.sandbox.stores[instance]
@@ -104,8 +110,7 @@ def test_a_detail_that_keeps_failing_stays_queued_and_holds_the_watermark(server
 
 def test_an_empty_200_is_retried_not_taken_as_an_empty_list(server, url):
     with client_for(server, "au") as client, psycopg.connect(url, autocommit=True) as db:
-        sync_entity(url, client, "au", STOCK)
-        live = len(cached(db, "au", STOCK))
+        live = _stock_synced(url, client, db)
         _force(server, "empty200")
         result = sync_entity(url, client, "au", STOCK)
         assert result.deleted == 0 and result.retries == 1
@@ -114,8 +119,7 @@ def test_an_empty_200_is_retried_not_taken_as_an_empty_list(server, url):
 
 def test_an_empty_page_deletes_nothing_and_fails_the_completeness_check(server, url):
     with client_for(server, "au") as client, psycopg.connect(url, autocommit=True) as db:
-        sync_entity(url, client, "au", STOCK)
-        live = len(cached(db, "au", STOCK))
+        live = _stock_synced(url, client, db)
         assert live > 20
         _force(server, "empty_page")
         result = sync_entity(url, client, "au", STOCK)
@@ -134,8 +138,7 @@ def test_an_empty_page_deletes_nothing_and_fails_the_completeness_check(server, 
 
 def test_a_real_mass_deletion_goes_through_once_an_operator_accepts_it(server, url):
     with client_for(server, "au") as client, psycopg.connect(url, autocommit=True) as db:
-        sync_entity(url, client, "au", STOCK)
-        live = len(cached(db, "au", STOCK))
+        live = _stock_synced(url, client, db)
         _force(server, "empty_page")
         sync_entity(url, client, "au", STOCK, rules=SyncRules(accept_deletions=True))
         assert len(cached(db, "au", STOCK)) == 0 and len(cached(db, "au", STOCK, live=False)) == live

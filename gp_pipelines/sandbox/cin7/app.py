@@ -390,7 +390,7 @@ class SandboxApp:
         fault = drawn.name if drawn else None
         if fault:
             sandbox.faults_served[fault] += 1
-            early = await self._early_fault(fault, store, drawn.seconds)
+            early = await self._early_fault(fault, store, drawn.gap_seconds)
             if early is not None:
                 return early
         params = {k.lower(): v for k, v in request.query_params.multi_items()}

@@ -67,10 +67,6 @@ class Fault:
     name: str
     gap_seconds: float = DRIP_GAP_SECONDS
 
-    @property
-    def seconds(self) -> float:
-        return self.gap_seconds
-
 
 def parse_fault_spec(spec: str) -> list[tuple[str, float]]:
     """`"throttle=0.05,error500=0.02"` → [("throttle", 0.05), ("error500", 0.02)]; ValueError names the bad token."""
