@@ -5,28 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from datetime import timedelta
-from pathlib import Path
 
 from gp_pipelines import database
 from gp_pipelines.config import ConfigError
-
-
-def _cmd_db(args: argparse.Namespace) -> int:
-    if args.action == "url":
-        print(database.libpq_url(database.database_url()))
-    elif args.action == "start":
-        server = database.ensure_embedded_server()
-        database.database_url()
-        print(("started" if server.started_here else "already running") + f": {server.pgdata}")
-    elif args.action == "stop":
-        stopped = database.stop_embedded_server(force=args.force)
-        print("stopped" if stopped else "not stopped (not running, or in use: --force stops it anyway)")
-    return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -76,68 +59,6 @@ def _cmd_config(args: argparse.Namespace) -> int:
         print("not set in the environment: " + ", ".join(missing), file=sys.stderr)
         return 1
     return 0
-
-
-def _sandbox_options(args: argparse.Namespace):
-    from gp_pipelines.sandbox.cin7 import SandboxOptions
-
-    return SandboxOptions(
-        seed=args.seed,
-        size=args.size,
-        rate_limit=args.rate_limit,
-        throttle_mode=args.throttle_mode,
-        faults=args.faults or "",
-    )
-
-
-def _cmd_sandbox_serve(args: argparse.Namespace) -> int:
-    from gp_pipelines.sandbox.cin7 import SandboxServer
-    from gp_pipelines.sandbox.ecb.app import EcbSandboxOptions
-    from gp_pipelines.sandbox.ecb.server import EcbSandboxServer
-    from gp_pipelines.sandbox.local import write_sandbox_config
-    from gp_pipelines.sandbox.zoho import ZohoSandboxOptions, ZohoSandboxServer
-
-    server = SandboxServer(_sandbox_options(args), port=args.port).start()
-    ecb = EcbSandboxServer(EcbSandboxOptions(seed=args.seed), port=args.ecb_port).start()
-    zoho = ZohoSandboxServer(ZohoSandboxOptions(seed=args.seed), port=args.zoho_port).start()
-    try:
-        for instance in server.instances:
-            line = {
-                "instance": instance.key,
-                "base_url": server.base_url,
-                "account_id": instance.account_id,
-                "application_key": instance.application_keys[0],
-            }
-            print(json.dumps(line), flush=True)
-        if args.write_config:
-            env_path = write_sandbox_config(Path(args.write_config), server, args.seed, ecb, zoho)
-            print(
-                f"# config written to {args.write_config}; keys in {env_path}. Use it with:\n"
-                f"#   set -a; . {env_path}; set +a; GP_CONFIG={args.write_config} gp-pipelines ...",
-                file=sys.stderr,
-                flush=True,
-            )
-        print(
-            f"# Cin7 Core sandbox on {server.root_url}, ECB rates on {ecb.base_url}, Zoho Analytics on "
-            f"{zoho.root_url} (Ctrl-C stops)",
-            file=sys.stderr,
-            flush=True,
-        )
-        _wait_for_interrupt()
-    finally:
-        server.stop()
-        ecb.stop()
-        zoho.stop()
-    return 0
-
-
-def _wait_for_interrupt() -> None:
-    _interrupt_on(signal.SIGINT, signal.SIGTERM)
-    try:
-        while True:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
 
 
 def _date(text: str):
@@ -235,86 +156,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from gp_pipelines.demo import run_demo
-
-    return run_demo(size=args.size, seed=args.seed)
-
-
-def _cmd_dev(args: argparse.Namespace) -> int:
-    from gp_pipelines.sandbox.local import local_stack
-
-    project_root = database.project_home().parent
-    with local_stack(sandbox_port=args.sandbox_port, seed=args.seed, size=args.size) as stack:
-        if stack.sandbox is not None:
-            print(f"Cin7 Core sandbox: {stack.sandbox.base_url}")
-        print(f"PostgreSQL: {database.libpq_url(stack.database_url)}")
-        print(f"DAGSTER_HOME: {stack.dagster_home}")
-        workspace = project_root / "workspace.yaml"
-        target = ["-w", str(workspace)] if workspace.exists() else ["-m", "gp_pipelines.definitions"]
-        command = ["dagster", "dev", *target, "-h", "127.0.0.1", "-p", str(args.port)]
-        bin_dir = Path(sys.executable).parent
-        if (bin_dir / "dagster").exists():
-            command[0] = str(bin_dir / "dagster")
-        print(f"Dagster UI: http://127.0.0.1:{args.port}  (Ctrl-C stops everything started here)")
-        # Started from a script or a background shell, SIGINT may arrive ignored; dagster dev maps SIGTERM to
-        # the SIGINT handler, so the child gets the default back or it could never be stopped.
-        process = subprocess.Popen(
-            command,
-            cwd=project_root,
-            env=dict(os.environ),
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-        _interrupt_on(signal.SIGINT, signal.SIGTERM)
-        try:
-            return process.wait()
-        except KeyboardInterrupt:
-            print("stopping the Dagster UI, the sandbox and what else dev started ...", flush=True)
-            _stop_child(process)
-            return 0
-
-
-def _interrupt_on(*signals: int) -> None:
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
-
-    for signum in signals:
-        signal.signal(signum, _raise)
-
-
-def _stop_child(process: subprocess.Popen) -> None:
-    """Ask politely (SIGINT lets dagster dev stop its webserver, daemon and code servers), then insist."""
-    steps = ((lambda: process.send_signal(signal.SIGINT), 30), (process.terminate, 10), (process.kill, 10))
-    for send, grace in steps:
-        if process.poll() is not None:
-            return
-        send()
-        try:
-            process.wait(timeout=grace)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            continue
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gp-pipelines", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="run the main job for every instance against the sandbox")
-    demo.add_argument("--size", default="small", choices=["small", "medium", "large"])
-    demo.add_argument("--seed", type=int, default=42)
-    demo.set_defaults(func=_cmd_demo)
+    from gp_pipelines.stack_cli import register as register_stack
 
-    dev = commands.add_parser("dev", help="embedded PostgreSQL, the sandbox and the Dagster UI")
-    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
-    dev.add_argument("--sandbox-port", type=int, default=8765)
-    dev.add_argument("--size", default="small", choices=["small", "medium", "large"])
-    dev.add_argument("--seed", type=int, default=42)
-    dev.set_defaults(func=_cmd_dev)
-
-    db = commands.add_parser("db", help="the platform database")
-    db.add_argument("action", choices=["url", "start", "stop"])
-    db.add_argument("--force", action="store_true", help="stop even while other sessions are connected")
-    db.set_defaults(func=_cmd_db)
+    register_stack(commands)
 
     config = commands.add_parser("config", help="validate the config in force and list its instances")
     config.set_defaults(func=_cmd_config)
@@ -328,20 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
     from gp_pipelines.automation.cli import register as register_automation
 
     register_automation(commands, _platform_database_url)
-
-    sandbox = commands.add_parser("sandbox", help="local stand-ins for the outside systems")
-    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
-    serve = sandbox_commands.add_parser("serve", help="serve the Cin7 Core sandbox until Ctrl-C")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--ecb-port", type=int, default=8766, help="port of the ECB rates sandbox")
-    serve.add_argument("--zoho-port", type=int, default=0, help="port of the Zoho Analytics sandbox (0: a free one)")
-    serve.add_argument("--seed", type=int, default=42)
-    serve.add_argument("--size", default="small", choices=["small", "medium", "large"])
-    serve.add_argument("--rate-limit", type=int, default=60, help="calls per 60 s per application key")
-    serve.add_argument("--throttle-mode", default="429", choices=["429", "503", "400"])
-    serve.add_argument("--faults", default="", help="seeded fault schedule, e.g. throttle=0.05,error500=0.02")
-    serve.add_argument("--write-config", metavar="PATH", help="also write a platform config and PATH.env")
-    serve.set_defaults(func=_cmd_sandbox_serve)
 
     cache = commands.add_parser("cache", help="ask the ERP cache (indexed SQL on the JSONB records)")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True)
