@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import timedelta
 
-from gp_pipelines import database
+from gp_pipelines import database, local_state
 from gp_pipelines.config import ConfigError
 
 
@@ -26,7 +26,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     config = load_config()
     url = _platform_database_url()
     os.environ.setdefault(DAGSTER_STORAGE_ENV, database.dagster_storage_url())
-    home = args.dagster_home or os.environ.get("DAGSTER_HOME") or str(database.project_home() / "dagster_home")
+    home = args.dagster_home or os.environ.get("DAGSTER_HOME") or str(local_state.current().dagster_home)
     waiting_after = timedelta(minutes=config.automation.notify_waiting_after_minutes)
     with psycopg.connect(url, autocommit=True) as conn:
         report = collect_status(conn, config.instance_keys, check_results=lambda: dagster_check_results(home),
@@ -36,13 +36,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _platform_database_url() -> str:
-    """The database the platform's tables are in: GP_DATABASE_URL; else, with the built-in sandbox config, the
-    sandbox's own database (as `dev` and `demo` use it); else the embedded server's `gp`."""
-    from gp_pipelines.config import CONFIG_ENV
-    from gp_pipelines.sandbox.local import SANDBOX_DATABASE
-
-    if not os.environ.get(CONFIG_ENV) and not os.environ.get(database.DATABASE_URL_ENV):
-        return database.ensure_database(database.ensure_embedded_server().url(), SANDBOX_DATABASE)
+    """The database the platform's tables are in: GP_DATABASE_URL, else the current mode's on the embedded
+    server (`gp_sandbox` without GP_CONFIG, as `dev` and `demo` use it; `gp` with it)."""
     return database.database_url()
 
 

@@ -29,8 +29,6 @@ from sqlalchemy import Engine, create_engine
 DATABASE_URL_ENV = "GP_DATABASE_URL"
 DAGSTER_DATABASE_URL_ENV = "GP_DAGSTER_DATABASE_URL"
 HOME_ENV = "GP_HOME"
-PLATFORM_DATABASE = "gp"
-DAGSTER_DATABASE = "dagster"
 
 _log = logging.getLogger(__name__)
 
@@ -235,6 +233,11 @@ def ensure_database(server_url: str, database: str, template: str | None = None)
     return with_database(server_url, database)
 
 
+def database_exists(server_url: str, database: str) -> bool:
+    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is not None
+
+
 def drop_database(server_url: str, database: str) -> None:
     with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
@@ -249,18 +252,25 @@ def server_url() -> str:
 
 
 def database_url() -> str:
-    """The platform database: GP_DATABASE_URL as given, or database `gp` on the embedded server."""
+    """The platform database: GP_DATABASE_URL as given, else the current mode's database on the embedded server
+    (`gp` with GP_CONFIG, `gp_sandbox` in sandbox mode: see local_state.py)."""
     explicit = os.environ.get(DATABASE_URL_ENV)
     if explicit:
         return explicit
-    return ensure_database(ensure_embedded_server().url(), PLATFORM_DATABASE)
+    from gp_pipelines import local_state
+
+    return ensure_database(ensure_embedded_server().url(), local_state.current().database)
 
 
 def dagster_storage_url() -> str:
-    """Dagster's run/event storage: its own database, with the psycopg2 driver dagster-postgres needs."""
+    """Dagster's run/event storage: its own database (`dagster`, or `dagster_sandbox` in sandbox mode) on the
+    platform's server, with the psycopg2 driver dagster-postgres needs."""
     explicit = os.environ.get(DAGSTER_DATABASE_URL_ENV)
-    url = explicit or ensure_database(server_url(), DAGSTER_DATABASE)
-    return driver_url(url, "psycopg2")
+    if not explicit:
+        from gp_pipelines import local_state
+
+        explicit = ensure_database(server_url(), local_state.current().dagster_database)
+    return driver_url(explicit, "psycopg2")
 
 
 def driver_url(url: str, driver: str) -> str:

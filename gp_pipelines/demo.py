@@ -7,12 +7,12 @@ import time
 import dagster as dg
 import httpx
 
-from gp_pipelines import database
+from gp_pipelines import database, local_state
 from gp_pipelines.assets.exports import CHECK_NAME, GATE_CHECK
 from gp_pipelines.definitions import MAIN_JOB, WAREHOUSE_JOB, ZOHO_EXPORT_JOB, build_definitions
 from gp_pipelines.demo_cycle import play_order_cycle
 from gp_pipelines.demo_partner import run_partner_demo
-from gp_pipelines.sandbox.local import local_stack
+from gp_pipelines.sandbox.local import StackError, local_stack
 from gp_pipelines.sandbox.zoho import DEFAULT_LIMITS, ZohoSandboxOptions
 from gp_pipelines.warehouse.checks import reconciliation_summary
 from gp_pipelines.warehouse.zoho_export import EXPORT_SPECS
@@ -29,8 +29,17 @@ DEMO_ZOHO_OPTIONS = ZohoSandboxOptions(per_minute={name: 10 * limit for name, li
 
 
 def run_demo(size: str = "small", seed: int = 42) -> int:
+    try:
+        return _run_demo(size, seed)
+    except local_state.StackRunning as running:  # raised before anything starts: nothing was touched
+        raise StackError(f"{running}: the demo starts a new sandbox world and would reset that stack's state; "
+                         "stop it first (Ctrl-C in its terminal)") from None
+
+
+def _run_demo(size: str, seed: int) -> int:
     started = time.monotonic()
-    with local_stack(seed=seed, size=size, rate_limit=DEMO_RATE_LIMIT, zoho_options=DEMO_ZOHO_OPTIONS) as stack:
+    with local_stack(command="demo", seed=seed, size=size, rate_limit=DEMO_RATE_LIMIT,
+                     zoho_options=DEMO_ZOHO_OPTIONS) as stack:
         print(f"PostgreSQL   {database.libpq_url(stack.database_url)}")
         if stack.sandbox is not None:
             print(
@@ -69,7 +78,9 @@ def run_demo(size: str = "small", seed: int = 42) -> int:
                     play = run_partner_demo(stack.config, stack.database_url,
                                             stack.automation_sandbox.root / "partner-demo", say=print)
                     failures += 0 if play.ok else 1
-        print(f"\nRuns are stored in {stack.dagster_home}; open them with `make dev`.")
+        print(f"\nThe demo's data stays in database {local_state.current().database} (psql \"$(.venv/bin/gp-pipelines "
+              f"db url)\") and its runs in {stack.dagster_home}: open them with `.venv/bin/gp-pipelines dev "
+              "--inspect`. The next `make demo` or `make dev` starts a new sandbox world and clears both.")
     print(f"demo finished in {time.monotonic() - started:.1f}s")
     return 1 if failures else 0
 

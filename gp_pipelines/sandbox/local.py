@@ -11,20 +11,21 @@ import dataclasses
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from gp_pipelines import database
+from gp_pipelines import database, local_state
 from gp_pipelines.config import (
     AUTOMATION_SANDBOX_ENV,
-    CONFIG_ENV,
     ECB_SANDBOX_URL_ENV,
     SANDBOX_PORT_ENV,
     SANDBOX_RATE_LIMIT_ENV,
     SANDBOX_SEED_ENV,
+    ConfigError,
     PlatformConfig,
     builtin_sandbox_config,
     load_config,
@@ -42,7 +43,6 @@ from gp_pipelines.sandbox.zoho import (
 )
 
 DAGSTER_STORAGE_ENV = "GP_DAGSTER_STORAGE_URL"
-SANDBOX_DATABASE = "gp_sandbox"
 
 
 def sandbox_environment(instances: list[SandboxInstance], port: int, seed: int, rate_limit: int = 60) -> dict[str, str]:
@@ -113,6 +113,8 @@ class LocalStack:
     started_database: bool
     zoho_sandbox: ZohoSandboxServer | None = None
     automation_sandbox: AutomationSandbox | None = None
+    # What this stack exported (sandbox ports, keys, DAGSTER_HOME ...): `dev` writes it to .gp/dev.env.
+    environment: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _remove_stale_sandbox_folders(root: Path) -> None:
@@ -134,56 +136,124 @@ def _sandbox_retailer(server: SandboxServer) -> dict[str, str]:
     return {"instance": instance, "customer": customers[0], "price_tier": "Wholesale", "carrier_scac": carriers}
 
 
+class StackError(ConfigError):
+    """The local stack cannot start as asked (a port taken, a stack already running); one line says why."""
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def reset_sandbox_state(state: local_state.LocalState, server_url: str, *, everything: bool = False) -> list[str]:
+    """Drop the sandbox mode's databases and Dagster home together (never one without the other); with
+    `everything`, also the partner files kept from earlier sessions. Returns what was cleared."""
+    cleared = []
+    for name in (state.database, state.dagster_database):
+        if database.database_exists(server_url, name):
+            database.drop_database(server_url, name)
+            cleared.append(f"database {name}")
+    if state.dagster_home.exists():
+        shutil.rmtree(state.dagster_home)
+        cleared.append(f"Dagster home {state.dagster_home}")
+    kept_files = state.root / "sandbox-automation"
+    if everything and kept_files.exists():
+        shutil.rmtree(kept_files, ignore_errors=True)
+        cleared.append(f"partner files {kept_files}")
+    state.session_file.unlink(missing_ok=True)
+    return cleared
+
+
 @contextlib.contextmanager
 def local_stack(
     *,
+    command: str = "stack",
     sandbox_port: int = 0,
     seed: int = 42,
     size: str = "small",
     rate_limit: int = 60,
     sandbox_options: SandboxOptions | None = None,
     zoho_options: ZohoSandboxOptions | None = None,
+    dagster_home: Path | None = None,
+    reserve_ports: tuple[tuple[int, str], ...] = (),
+    reset_everything: bool = False,
+    say=print,
 ) -> Iterator[LocalStack]:
     """Start (or reuse) embedded PostgreSQL; start the Cin7, ECB and Zoho Analytics sandboxes unless GP_CONFIG
     names real accounts.
 
-    Exports the environment for this process and its children, restores it on exit, and stops what it
-    started: the sandbox always, the embedded server only if this call started it and nobody else uses it.
+    In sandbox mode on the embedded server this stack owns the sandbox state (local_state.py): it takes the
+    stack lock (StackRunning when another stack holds it), binds every port (the sandboxes', and those in
+    `reserve_ports` are checked free) and only then resets the sandbox database and Dagster home together:
+    the sandbox world is new at every start, so its state is too. With GP_DATABASE_URL set (tests, production
+    databases) nothing is dropped. Exports the environment for this process and its children, restores it on
+    exit, and stops what it started.
     """
+    state = local_state.current()
+    owns_state = not os.environ.get(database.DATABASE_URL_ENV)
+    with contextlib.ExitStack() as held:
+        if owns_state:
+            held.enter_context(local_state.hold_stack_lock(state, command))
+        yield held.enter_context(_started_stack(
+            state, owns_state, command=command, sandbox_port=sandbox_port, seed=seed, size=size,
+            rate_limit=rate_limit, sandbox_options=sandbox_options, zoho_options=zoho_options,
+            dagster_home=dagster_home, reserve_ports=reserve_ports, reset_everything=reset_everything, say=say))
+
+
+@contextlib.contextmanager
+def _started_stack(state: local_state.LocalState, owns_state: bool, *, command: str, sandbox_port: int, seed: int,
+                   size: str, rate_limit: int, sandbox_options: SandboxOptions | None,
+                   zoho_options: ZohoSandboxOptions | None, dagster_home: Path | None,
+                   reserve_ports: tuple[tuple[int, str], ...], reset_everything: bool, say) -> Iterator[LocalStack]:
     previous = dict(os.environ)
     started_database = False
     server: SandboxServer | None = None
     ecb: EcbSandboxServer | None = None
     zoho: ZohoSandboxServer | None = None
     automation: AutomationSandbox | None = None
+    use_sandbox = state.mode == local_state.SANDBOX_MODE
     try:
         if not os.environ.get(database.DATABASE_URL_ENV):
             started_database = database.ensure_embedded_server().started_here
-        use_sandbox = not os.environ.get(CONFIG_ENV)
-        if use_sandbox and not os.environ.get(database.DATABASE_URL_ENV):
-            # The sandbox world is generated anew at every start, so its cache starts anew too: a cache that
-            # remembered yesterday's simulated trading would disagree with today's sandbox.
-            server_url = database.server_url()
-            database.drop_database(server_url, SANDBOX_DATABASE)
-            os.environ[database.DATABASE_URL_ENV] = database.ensure_database(server_url, SANDBOX_DATABASE)
-        database_url = database.database_url()
-        os.environ[DAGSTER_STORAGE_ENV] = database.dagster_storage_url()
-        home = write_dagster_home(database.project_home() / "dagster_home")
-        os.environ["DAGSTER_HOME"] = str(home)
-
         if use_sandbox:
             options = sandbox_options or SandboxOptions(seed=seed, size=size, rate_limit=rate_limit)
             server = SandboxServer(options, port=sandbox_port).start()
-            os.environ.update(sandbox_environment(server.instances, server.port, options.seed, options.rate_limit))
             ecb = EcbSandboxServer(EcbSandboxOptions(seed=options.seed)).start()
-            os.environ[ECB_SANDBOX_URL_ENV] = ecb.base_url
             # Same seed as the Cin7 sandbox: the built-in config derives the Zoho org and workspace ids from it.
             zoho_settings = dataclasses.replace(zoho_options or ZohoSandboxOptions(), seed=options.seed)
             zoho = ZohoSandboxServer(zoho_settings).start()
+        for port, what in reserve_ports:
+            if not port_is_free(port):
+                raise StackError(f"port {port} for the {what} on 127.0.0.1 is taken (another gp-pipelines dev?): "
+                                 "stop what uses it or choose another port; nothing was reset")
+        if use_sandbox and owns_state:
+            # Every port is ours now: only here may the previous session's state go.
+            kept = state.kept_session()
+            cleared = reset_sandbox_state(state, database.server_url(), everything=reset_everything)
+            origin = (f" of the previous session ({kept.get('command', '?')}, {kept.get('started_at', '?')})"
+                      if kept else "")
+            say(f"Fresh start (sandbox mode): a new sandbox world, so database {state.database} and Dagster home "
+                f"{state.dagster_home} start empty too"
+                + (f"; cleared the state{origin}: {', '.join(cleared)}" if cleared else ""))
+            local_state.write_session_file(state, command, seed=options.seed, size=options.size)
+        database_url = database.database_url()
+        os.environ[database.DATABASE_URL_ENV] = database_url
+        os.environ[DAGSTER_STORAGE_ENV] = database.dagster_storage_url()
+        home = write_dagster_home(dagster_home or state.dagster_home)
+        os.environ["DAGSTER_HOME"] = str(home)
+
+        if use_sandbox:
+            os.environ.update(sandbox_environment(server.instances, server.port, options.seed, options.rate_limit))
+            os.environ[ECB_SANDBOX_URL_ENV] = ecb.base_url
             os.environ[ZOHO_SANDBOX_URL_ENV] = zoho.root_url
             os.environ.update(zoho.secret_environment())
             # The 3PL warehouses (behind an SFTP server), the Shopify store and the mail/webhook receivers.
-            automation_root = database.project_home() / "sandbox-automation"
+            automation_root = state.root / "sandbox-automation"
             _remove_stale_sandbox_folders(automation_root)
             automation = AutomationSandbox(automation_root / str(os.getpid()), seed=options.seed,
                                            retailer=_sandbox_retailer(server)).start()
@@ -192,11 +262,12 @@ def local_stack(
         config = load_config()
         missing = config.missing_key_variables()
         if missing:
-            raise SystemExit(
+            raise StackError(
                 f"{config.source}: these environment variables name application keys but are not set: "
-                + ", ".join(missing)
+                + ", ".join(missing) + "; set them (or unset GP_CONFIG for the sandbox)"
             )
-        yield LocalStack(config, database_url, server, ecb, home, started_database, zoho, automation)
+        exported = {name: value for name, value in os.environ.items() if previous.get(name) != value}
+        yield LocalStack(config, database_url, server, ecb, home, started_database, zoho, automation, exported)
     finally:
         for stand_in in (server, ecb, zoho, automation):
             if stand_in is not None:

@@ -12,6 +12,12 @@ from typing import Self
 import uvicorn
 from starlette.applications import Starlette
 
+from gp_pipelines.config import ConfigError
+
+
+class PortTakenError(ConfigError):
+    """A stand-in's port is in use; a setup problem the CLI reports in one line."""
+
 
 class StartStop(ABC):
     """`with Server(...) as server:` starts it and always stops it, for every stand-in with start() and stop()."""
@@ -54,7 +60,12 @@ class ThreadedAppServer(StartStop):
             return self
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
+        try:
+            sock.bind(("127.0.0.1", self.port))
+        except OSError as exc:
+            sock.close()
+            raise PortTakenError(f"port {self.port} for the {self.label} on 127.0.0.1 is taken ({exc.strerror}): "
+                                 "stop what uses it, or choose another port (0 picks a free one)") from None
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app,

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from gp_pipelines import database
-from gp_pipelines.sandbox.local import LocalStack, local_stack, write_dagster_home
+from gp_pipelines.sandbox.local import LocalStack, local_stack
 
 LOCATION = "gp_pipelines"
 REPOSITORY = "__repository__"  # the name Dagster gives the one repository of a Definitions object
@@ -195,10 +195,9 @@ def ui_stack(*, seed: int = 42, daemon: bool = True, keep_home: bool = False) ->
         # Our own databases: local_stack then neither drops the shared sandbox database nor uses `dagster`.
         os.environ[database.DATABASE_URL_ENV] = database.ensure_database(server_url, names[0])
         os.environ[database.DAGSTER_DATABASE_URL_ENV] = database.ensure_database(server_url, names[1])
-        with local_stack(seed=seed) as local:
-            # The same dagster.yaml `dev` writes (postgres storage from GP_DAGSTER_STORAGE_URL), in a home
-            # of this stack's own: compute logs and the instance's local files stay apart too.
-            os.environ["DAGSTER_HOME"] = str(write_dagster_home(home / "dagster_home"))
+        # The same dagster.yaml `dev` writes (postgres storage from GP_DAGSTER_STORAGE_URL), in a home of this
+        # stack's own: compute logs and the instance's local files stay apart too.
+        with local_stack(seed=seed, dagster_home=home / "dagster_home") as local:
             environment = dict(os.environ)
             environment.pop("DAGSTER_IS_DEV_CLI", None)
             stack = UiStack(port=free_port(), home=home, local=local, environment=environment)
