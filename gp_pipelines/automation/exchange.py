@@ -32,80 +32,20 @@ from gp_pipelines.edi.models import Document, FunctionalAck
 from gp_pipelines.edi.reader import Delimiters
 from gp_pipelines.edi.validator import GroupEnd, GroupHeader, InterchangeHeader, iter_events
 from gp_pipelines.edi.writer import EnvelopeSettings, write_interchange
+from gp_pipelines.schema.automation import EDI_FILE_STATES
 
-FILE_STATES = ("received", "processed", "quarantined", "sent")
-
-_DDL = """
-CREATE SCHEMA IF NOT EXISTS automation;
-CREATE TABLE IF NOT EXISTS automation.edi_files (
-    id bigserial PRIMARY KEY,
-    partner text NOT NULL,
-    direction text NOT NULL CHECK (direction IN ('in', 'out')),
-    file_name text NOT NULL,
-    content_hash text NOT NULL,
-    content bytea NOT NULL,
-    state text NOT NULL CHECK (state IN ('received', 'processed', 'quarantined', 'sent')),
-    reason text,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (partner, direction, file_name, content_hash)
-);
-CREATE TABLE IF NOT EXISTS automation.edi_interchanges (
-    id bigserial PRIMARY KEY,
-    partner text NOT NULL,
-    direction text NOT NULL CHECK (direction IN ('in', 'out')),
-    file_id bigint REFERENCES automation.edi_files (id),
-    interchange_control text NOT NULL,
-    group_control text NOT NULL,
-    functional_id text NOT NULL,
-    set_ids text[] NOT NULL DEFAULT '{}',
-    set_count int NOT NULL DEFAULT 0,
-    state text NOT NULL CHECK (state IN ('awaiting_ack', 'accepted', 'accepted_with_errors', 'partially_accepted',
-                                         'rejected', 'received', 'no_ack_expected')),
-    created_at timestamptz NOT NULL DEFAULT now(),
-    ack_due_at timestamptz,
-    acked_at timestamptz,
-    ack_detail jsonb,
-    overdue_notified_at timestamptz,
-    UNIQUE (partner, direction, interchange_control, group_control)
-);
-CREATE INDEX IF NOT EXISTS edi_interchanges_awaiting ON automation.edi_interchanges (ack_due_at)
-    WHERE state = 'awaiting_ack';
-CREATE OR REPLACE VIEW automation.interchange_status AS
-SELECT i.partner, i.direction, f.file_name, i.interchange_control, i.group_control, i.functional_id,
-       array_to_string(i.set_ids, ',') AS sets, i.set_count,
-       CASE WHEN i.state = 'awaiting_ack' AND i.ack_due_at < now() THEN 'ack_overdue' ELSE i.state END AS state,
-       i.created_at, i.ack_due_at, i.acked_at, i.ack_detail
-  FROM automation.edi_interchanges i
-  LEFT JOIN automation.edi_files f ON f.id = i.file_id;
-"""
+FILE_STATES = EDI_FILE_STATES
 
 _AK901_STATE = {"A": "accepted", "E": "accepted_with_errors", "P": "partially_accepted", "R": "rejected"}
 
 
-# Files are kept in parts, so a large file is written and read a part at a time, never whole in memory. Rows
-# stored before parts existed keep their `content`.
-_PARTS_DDL = """
-ALTER TABLE automation.edi_files ALTER COLUMN content DROP NOT NULL;
-ALTER TABLE automation.edi_files ADD COLUMN IF NOT EXISTS size bigint;
-CREATE TABLE IF NOT EXISTS automation.edi_file_parts (
-    file_id bigint NOT NULL REFERENCES automation.edi_files (id),
-    part integer NOT NULL,
-    data bytea NOT NULL,
-    PRIMARY KEY (file_id, part)
-);
-"""
+# Files are kept in parts (automation.edi_file_parts), so a large file is written and read a part at a time,
+# never whole in memory. Rows stored before parts existed keep their `content`.
 PART_SIZE = 4 * 1024 * 1024
 
 
 def ensure_exchange_tables(conn: psycopg.Connection) -> None:
-    if conn.execute("SELECT to_regclass('automation.edi_file_parts') IS NOT NULL").fetchone()[0]:
-        ensure_control_number_table(conn)
-        return
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gp.ddl.automation.exchange', 0))")
-        conn.execute(_DDL)
-        conn.execute(_PARTS_DDL)
+    """The EDI tables are part of the platform's schema: make sure it is current (see `ensure_schema`)."""
     ensure_control_number_table(conn)
 
 

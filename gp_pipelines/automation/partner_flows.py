@@ -61,75 +61,18 @@ from gp_pipelines.cin7.errors import Cin7Error, Cin7RequestError
 from gp_pipelines.config import PartnerConfig, PlatformConfig
 from gp_pipelines.edi.models import Document, PurchaseOrder
 from gp_pipelines.edi.writer import read_documents
+from gp_pipelines.schema.automation import PARTNER_ORDER_STATES
 
 CREATE_SALE = "cin7_create_sale"
-OUTBOUND_SETS = ("855", "856", "810", "846")
 # A document that could not be built is tried again after this (time for someone to fix the cause).
 DOCUMENT_RETRY_AFTER = timedelta(hours=1)
-ORDER_STATES = ("pending", "created", "acknowledged", "rejected", "adopted")
+ORDER_STATES = PARTNER_ORDER_STATES
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CACHE = "erp_cache"
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS automation.partner_orders (
-    partner text NOT NULL,
-    po_number text NOT NULL,
-    instance text NOT NULL,
-    sale_id text,
-    sale_order_number text,
-    state text NOT NULL CHECK (state IN ('pending', 'created', 'acknowledged', 'rejected', 'adopted')),
-    decisions jsonb NOT NULL DEFAULT '[]',
-    problems jsonb NOT NULL DEFAULT '[]',
-    file_id bigint REFERENCES automation.edi_files (id),
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (partner, po_number)
-);
-CREATE INDEX IF NOT EXISTS partner_orders_sale ON automation.partner_orders (instance, sale_id);
-CREATE TABLE IF NOT EXISTS automation.partner_documents (
-    partner text NOT NULL,
-    set_id text NOT NULL CHECK (set_id IN ('855', '856', '810', '846')),
-    reference text NOT NULL,
-    instance text,
-    sale_id text,
-    po_number text,
-    file_id bigint REFERENCES automation.edi_files (id),
-    outbox_key text,
-    state text NOT NULL CHECK (state IN ('queued', 'failed')),
-    reason text,
-    detail jsonb NOT NULL DEFAULT '{}',
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (partner, set_id, reference)
-);
-CREATE TABLE IF NOT EXISTS automation.sscc_serials (
-    company_prefix text NOT NULL,
-    extension_digit int NOT NULL,
-    last_serial bigint NOT NULL,
-    PRIMARY KEY (company_prefix, extension_digit)
-);
-CREATE OR REPLACE VIEW automation.partner_document_status AS
-SELECT d.partner, d.set_id, d.reference, d.po_number, d.sale_id, f.file_name,
-       CASE WHEN d.state = 'failed' THEN 'failed' ELSE coalesce(o.state, 'queued') END AS outbox_state,
-       f.state AS file_state, d.reason, d.created_at, d.updated_at
-  FROM automation.partner_documents d
-  LEFT JOIN automation.edi_files f ON f.id = d.file_id
-  LEFT JOIN automation.outbox o ON o.key = d.outbox_key;
-"""
-
-
 def ensure_partner_tables(conn: psycopg.Connection) -> None:
-    """The automation tables this module needs, then its own; idempotent and safe concurrently."""
-    present = conn.execute(
-        "SELECT to_regclass('automation.partner_orders') IS NOT NULL AND to_regclass('automation.sscc_serials') "
-        "IS NOT NULL AND to_regclass('automation.partner_document_status') IS NOT NULL"
-    ).fetchone()[0]
-    if present:  # created last, so everything before them exists too
-        return
+    """The partner tables are part of the platform's schema: make sure it is current (see `ensure_schema`)."""
     ensure_order_tables(conn)
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gp.ddl.automation.partners', 0))")
-        conn.execute(_DDL)
 
 
 def trading_partners(config: PlatformConfig, set_id: str | None = None) -> list[PartnerConfig]:

@@ -56,30 +56,6 @@ _INVOICE_LINE_FIELDS = ("ProductID", "SKU", "Name", "Quantity", "Price", "Discou
 _CENT = Decimal("0.01")
 _log = logging.getLogger(__name__)
 
-_DDL = f"""
-CREATE TABLE IF NOT EXISTS {RELOCATIONS_TABLE} (
-    instance text NOT NULL,
-    sale_id text NOT NULL,                  -- lower case, as the order lock names it
-    target_location text NOT NULL,          -- the location's name as Cin7 Core spells it
-    target_location_id text NOT NULL,
-    source_location text NOT NULL,
-    order_number text NOT NULL DEFAULT '',
-    state text NOT NULL CHECK (state IN ('running', 'failed', 'done')),
-    plan_steps text[] NOT NULL,             -- the steps this sale needs, in order
-    steps_done text[] NOT NULL DEFAULT '{{}}',
-    snapshot jsonb NOT NULL,                -- {{"sale": the document, "payments": the sale/payment rows}}
-    details jsonb NOT NULL DEFAULT '{{}}'::jsonb,  -- per step: what it did (ids, invoice map)
-    runs integer NOT NULL DEFAULT 1,        -- runs that worked on this row (a resume counts)
-    last_error text,
-    started_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    finished_at timestamptz,
-    PRIMARY KEY (instance, sale_id, target_location)
-);
-CREATE INDEX IF NOT EXISTS relocations_open ON {RELOCATIONS_TABLE} (instance, sale_id) WHERE state <> 'done';
-"""
-
-
 # ---------------------------------------------------------------- errors and results
 
 
@@ -283,10 +259,8 @@ def verify_relocation(snapshot: Mapping[str, Any], sale: Mapping[str, Any], paym
 
 
 def ensure_relocation_table(conn: psycopg.Connection) -> None:
+    """The journal is part of the platform's schema (gp_pipelines/schema/automation.py): make sure it is current."""
     ensure_automation_schema(conn)
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gp.ddl.automation.relocations', 0))")
-        conn.execute(_DDL)
 
 
 def _journal_exists(conn: psycopg.Connection) -> bool:

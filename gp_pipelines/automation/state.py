@@ -29,41 +29,17 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from gp_pipelines.automation.schema import OUTBOX_ATTENTION_VIEW, ensure_automation_schema
+from gp_pipelines.automation.schema import ensure_automation_schema
 
-SALE_STATES = (
-    "new",  # admitted (after the start line, or by an operator); routing comes next
-    "waiting_for_stock",  # nothing could be planned: offered again when the cache shows stock for it
-    "held",  # needs a person (no location rules, fulfilled by hand in Cin7 Core); offered again when it changes
-    "planned",  # fulfilments written down; their Cin7 tasks are being created
-    "fulfilments_created",  # every Cin7 fulfilment task exists; 940s to the 3PLs come next
-    "sent_to_3pl",  # every 940 delivered
-    "acknowledged",  # every 940 accepted by the 3PL's 997
-    "partially_shipped",  # some of it shipped in Cin7 Core
-    "shipped",  # every fulfilment shipped in Cin7 Core; tracking to the web store comes next
-    "done",  # shipped, tracking posted where the sale came from a store, nothing backordered
-    "given_up",  # an outside action for it was given up: an operator requeues it once the cause is fixed
-    "cancelled",  # voided or credited in Cin7 Core before we acted
+# The states are listed with the CHECK constraints that hold them; other modules import them from here.
+from gp_pipelines.schema.automation import (  # noqa: F401
+    FILE_FINAL,
+    FILE_STATES,
+    FULFILMENT_STATES,
+    SALE_FINAL,
+    SALE_STATES,
+    SHIPMENT_STATES,
 )
-FULFILMENT_STATES = (
-    "planned", "created", "sent", "acknowledged", "partially_shipped", "shipped", "short_shipped", "handed_over",
-    "done", "given_up", "cancelled",
-)  # fmt: skip
-SHIPMENT_STATES = ("recorded", "shipped_in_cin7", "tracking_posted", "no_tracking_needed", "given_up")
-FILE_STATES = (
-    "taken",  # a run holds it (lease_until)
-    "failed",  # the run failed on an outside system: offered again at next_attempt_at
-    "incomplete",  # it changed while we read it: the partner is still writing; a later listing brings it back
-    "processed",  # validated, acknowledged, its documents applied
-    "duplicate",  # every document in it had been applied before (a re-delivery): acknowledged, nothing done
-    "quarantined",  # not X12, invalid, or about something we never sent: kept with the reason, notified
-    "unreadable",  # could not be fetched (e.g. permission denied): reported, offered again when it changes
-    "dismissed",  # an operator looked at a quarantined or unreadable file and set it aside
-    "superseded",  # the partner changed the file before it was processed (or readable): its later listing took over
-)
-# States that need nobody: a sale, file or shipment in one of these is finished.
-SALE_FINAL = ("done", "cancelled")
-FILE_FINAL = ("processed", "duplicate", "dismissed", "superseded")
 
 
 @dataclass(frozen=True)
@@ -87,166 +63,9 @@ SHIPMENT = StateKind("shipment", "automation.shipments", ("id",), SHIPMENT_STATE
 INBOUND_FILE = StateKind("file", "automation.inbound_files", ("id",), FILE_STATES)
 
 
-def _check(states: Sequence[str]) -> str:
-    return ", ".join(f"'{state}'" for state in states)
-
-
-_DDL = f"""
-CREATE TABLE IF NOT EXISTS automation.sales (
-    instance text NOT NULL,
-    sale_id text NOT NULL,
-    order_number text NOT NULL DEFAULT '',
-    order_date date,
-    sale_updated text NOT NULL DEFAULT '',      -- the sale's LastModifiedOn when we last read it
-    state text NOT NULL CHECK (state IN ({_check(SALE_STATES)})),
-    reason text,
-    plan jsonb,                                 -- the latest routing plan
-    snapshot jsonb,                             -- what later steps need from the sale (940 parties, lines)
-    store_key text,                             -- the web store the sale came from, if any
-    store_order_id text,                        -- and its order there (the sale's ExternalID)
-    backordered jsonb NOT NULL DEFAULT '[]',    -- lines no fulfilment covers yet
-    rounds integer NOT NULL DEFAULT 0,          -- routing rounds that planned fulfilments
-    admitted_by text NOT NULL,                  -- 'start_line' or 'operator:<who>'
-    attempts integer NOT NULL DEFAULT 0,        -- routing offers taken by runs
-    next_attempt_at timestamptz NOT NULL DEFAULT now(),
-    lease_until timestamptz,                    -- a routing run holds the sale until then
-    last_error text,
-    stock_checked_at timestamptz,               -- when routing last looked at the cache's stock for it
-    waiting_since timestamptz,
-    waiting_notified_at timestamptz,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (instance, sale_id)
-);
-CREATE INDEX IF NOT EXISTS sales_open ON automation.sales (state) WHERE state NOT IN ({_check(SALE_FINAL)});
-CREATE TABLE IF NOT EXISTS automation.fulfilments (
-    instance text NOT NULL,
-    sale_id text NOT NULL,
-    seq int NOT NULL,
-    location text NOT NULL,
-    partner text,
-    depositor_order text NOT NULL,              -- our 940's W0502: unique per instance (a partner serves one)
-    task_id text,
-    edi_file_id bigint,
-    lines jsonb NOT NULL,
-    state text NOT NULL,
-    shipments jsonb NOT NULL DEFAULT '[]',      -- before automation.shipments existed; carried over on upgrade
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (instance, sale_id, seq)
-);
-ALTER TABLE automation.fulfilments ADD COLUMN IF NOT EXISTS round integer NOT NULL DEFAULT 1;
--- Order numbers repeat across Cin7 accounts: the depositor order is unique per instance, not overall.
-ALTER TABLE automation.fulfilments DROP CONSTRAINT IF EXISTS fulfilments_depositor_order_key;
-CREATE UNIQUE INDEX IF NOT EXISTS fulfilments_depositor_order ON automation.fulfilments (instance, depositor_order);
-ALTER TABLE automation.fulfilments DROP CONSTRAINT IF EXISTS fulfilments_state_check;
-ALTER TABLE automation.fulfilments ADD CONSTRAINT fulfilments_state_check
-    CHECK (state IN ({_check(FULFILMENT_STATES)}));
-CREATE INDEX IF NOT EXISTS fulfilments_open ON automation.fulfilments (instance, location)
-    WHERE state IN ('planned', 'created', 'sent');
-CREATE TABLE IF NOT EXISTS automation.shipments (
-    id bigserial PRIMARY KEY,
-    instance text NOT NULL,
-    sale_id text NOT NULL,
-    seq int NOT NULL,
-    shipment_key text NOT NULL UNIQUE,          -- the fulfilment and the content of the shipment, hashed
-    partner text,
-    file_id bigint,                             -- the file that first reported it
-    ship_date text NOT NULL DEFAULT '',
-    carrier text NOT NULL DEFAULT '',
-    tracking_number text NOT NULL DEFAULT '',
-    tracking_url text NOT NULL DEFAULT '',
-    lines jsonb NOT NULL,                       -- SKU -> quantity shipped in this shipment
-    final boolean NOT NULL DEFAULT false,       -- the 3PL says nothing more follows (a short-ship)
-    state text NOT NULL CHECK (state IN ({_check(SHIPMENT_STATES)})),
-    reason text,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    FOREIGN KEY (instance, sale_id, seq) REFERENCES automation.fulfilments (instance, sale_id, seq)
-);
-CREATE INDEX IF NOT EXISTS shipments_fulfilment ON automation.shipments (instance, sale_id, seq, id);
-CREATE TABLE IF NOT EXISTS automation.inbound_files (
-    id bigserial PRIMARY KEY,
-    partner text NOT NULL,
-    name text NOT NULL,                         -- the name as a token that round-trips to the exact bytes
-    display_name text NOT NULL,
-    listed_size bigint NOT NULL,
-    listed_modified timestamptz NOT NULL,
-    state text NOT NULL CHECK (state IN ({_check(FILE_STATES)})),
-    reason text,
-    attempts integer NOT NULL DEFAULT 0,
-    next_attempt_at timestamptz NOT NULL DEFAULT now(),
-    lease_until timestamptz,
-    last_error text,
-    file_id bigint,                             -- automation.edi_files, once stored
-    content_hash text,
-    archived_at timestamptz,                    -- moved out of the partner's inbox
-    notified_at timestamptz,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (partner, name, listed_size, listed_modified)
-);
-CREATE INDEX IF NOT EXISTS inbound_files_open ON automation.inbound_files (partner, state)
-    WHERE state NOT IN ({_check(FILE_FINAL)}) OR archived_at IS NULL;
-CREATE TABLE IF NOT EXISTS automation.state_history (
-    id bigserial PRIMARY KEY,
-    at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    kind text NOT NULL,
-    instance text,
-    subject text NOT NULL,
-    from_state text,
-    to_state text NOT NULL,
-    cause text NOT NULL,
-    actor text
-);
-CREATE INDEX IF NOT EXISTS state_history_subject ON automation.state_history (kind, instance, subject, id);
-CREATE TABLE IF NOT EXISTS automation.settings (
-    key text PRIMARY KEY,
-    value jsonb NOT NULL,
-    set_at timestamptz NOT NULL DEFAULT now(),
-    set_by text
-);
-"""
-
-# Earlier versions kept one row per sale in automation.routed_sales and each fulfilment's shipments inline:
-# carried over once, so an upgrade neither routes a sale twice nor forgets a shipment.
-_CARRY_OVER = """
-DO $$
-BEGIN
-  IF to_regclass('automation.routed_sales') IS NOT NULL THEN
-    INSERT INTO automation.sales (instance, sale_id, order_number, sale_updated, state, reason, plan, admitted_by,
-                                  rounds, created_at, updated_at)
-    SELECT instance, sale_id, order_number, sale_updated,
-           CASE state WHEN 'skipped' THEN 'held' ELSE 'planned' END, reason, plan, 'start_line',
-           CASE state WHEN 'skipped' THEN 0 ELSE 1 END, created_at, updated_at
-      FROM automation.routed_sales
-    ON CONFLICT DO NOTHING;
-  END IF;
-  INSERT INTO automation.shipments (instance, sale_id, seq, shipment_key, partner, carrier, tracking_number, lines,
-                                    state)
-  SELECT f.instance, f.sale_id, f.seq, 'carried-over:' || (s->>'outbox_key'), f.partner,
-         coalesce(s->>'carrier', ''), coalesce(s->>'tracking_number', ''), coalesce(s->'lines', '{}'),
-         'shipped_in_cin7'
-    FROM automation.fulfilments f, jsonb_array_elements(f.shipments) s
-   WHERE s ? 'outbox_key'
-  ON CONFLICT DO NOTHING;
-END $$;
-"""
-
-
 def ensure_state_tables(conn: psycopg.Connection) -> None:
-    """Create the state tables (idempotent, safe when several processes start at once)."""
+    """The state tables are part of the platform's schema: make sure it is current (see `ensure_schema`)."""
     ensure_automation_schema(conn)
-    present = conn.execute("SELECT to_regclass('automation.settings') IS NOT NULL").fetchone()[0]
-    if present:
-        return
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gp.ddl.automation.state', 0))")
-        if conn.execute("SELECT to_regclass('automation.settings') IS NOT NULL").fetchone()[0]:
-            return
-        conn.execute(_DDL)
-        conn.execute(_CARRY_OVER)
-        conn.execute(OUTBOX_ATTENTION_VIEW)  # it lists failing items too since this version
 
 
 # ---------------------------------------------------------------- transitions

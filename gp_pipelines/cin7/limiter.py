@@ -18,6 +18,8 @@ from typing import Protocol
 
 import psycopg
 
+from gp_pipelines.schema import ensure_schema
+
 CIN7_CALLS_PER_WINDOW = 60
 CIN7_WINDOW_SECONDS = 60.0
 # Stay a little under the published limit: the server's window and ours start at slightly different instants.
@@ -125,16 +127,5 @@ class PostgresRateLimiter:
 
 
 def ensure_limiter_table(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        # The same lock as every other DDL in the schema (store.create_cache_schema): no CREATE SCHEMA races.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gp.ddl.erp_cache', 0))")
-        conn.execute("CREATE SCHEMA IF NOT EXISTS erp_cache")
-        conn.execute(
-            f"""CREATE TABLE IF NOT EXISTS {PostgresRateLimiter.TABLE} (
-                    key_id text NOT NULL,
-                    called_at timestamptz NOT NULL
-                )"""
-        )
-        conn.execute(
-            f"CREATE INDEX IF NOT EXISTS api_call_log_key_time ON {PostgresRateLimiter.TABLE} (key_id, called_at)"
-        )
+    """The call log is part of the platform's schema (gp_pipelines/schema/cache.py): make sure it is current."""
+    ensure_schema(conn)

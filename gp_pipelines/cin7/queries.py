@@ -3,7 +3,8 @@
 The sale payload is the full `sale?ID=` document, so "orders for SKU X shipped from location Y to customer Z
 in the last 12 months" is one query: a GIN (`jsonb_path_ops`) containment match finds the sales holding the
 SKU, and a JSON path narrows them to fulfilments shipped from the location. The indexes these queries rely
-on are created with the cache schema (`store.QUERY_INDEXES`); `explain` shows that the planner uses them.
+on are described with the cache tables (`gp_pipelines/schema/cache.py`, named in `store.QUERY_INDEXES`);
+`explain` shows that the planner uses them.
 """
 
 from __future__ import annotations

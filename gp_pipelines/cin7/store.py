@@ -34,121 +34,32 @@ from typing import Any
 import psycopg
 
 from gp_pipelines.cin7.entities import ENTITIES, Entity
+from gp_pipelines.schema import ensure_schema
+from gp_pipelines.schema.model import CACHE_SCHEMA
 
-CACHE_SCHEMA = "erp_cache"
 SYNC_STATE = f"{CACHE_SCHEMA}.sync_state"
 SYNC_PENDING = f"{CACHE_SCHEMA}.sync_pending"
 COMPLETENESS = f"{CACHE_SCHEMA}.completeness"  # per (instance, entity): the API's Total against the cache
-_DDL_LOCK = "gp.ddl.erp_cache"  # shared with the limiter's table: one lock for every DDL in the schema
 
 
 def table(entity: Entity) -> str:
     return f"{CACHE_SCHEMA}.{entity.table}"
 
 
-def _entity_ddl(entity: Entity) -> list[str]:
-    name = entity.table
-    return [
-        f"""CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.{name} (
-                instance text NOT NULL,
-                id text NOT NULL,
-                modified_at timestamptz,
-                payload jsonb NOT NULL,
-                payload_hash text NOT NULL,
-                list_hash text,
-                synced_at timestamptz NOT NULL DEFAULT now(),
-                verified_at timestamptz NOT NULL DEFAULT now(),
-                deleted_at timestamptz,
-                PRIMARY KEY (instance, id)
-            )""",
-        f"CREATE INDEX IF NOT EXISTS {name}_modified ON {CACHE_SCHEMA}.{name} (instance, modified_at)",
-        f"""CREATE INDEX IF NOT EXISTS {name}_verified ON {CACHE_SCHEMA}.{name} (instance, verified_at)
-            WHERE deleted_at IS NULL""",
-        # The warehouse finds what changed since its last build by the cache's write stamp.
-        f"CREATE INDEX IF NOT EXISTS {name}_synced ON {CACHE_SCHEMA}.{name} (synced_at)",
-    ]
-
-
-_STATE_DDL = [
-    f"""CREATE TABLE IF NOT EXISTS {SYNC_STATE} (
-            instance text NOT NULL,
-            entity text NOT NULL,
-            watermark timestamptz,
-            sweep_position integer NOT NULL DEFAULT 0,
-            last_sync_at timestamptz,
-            last_mode text,
-            last_full_at timestamptz,
-            last_result jsonb,
-            PRIMARY KEY (instance, entity)
-        )""",
-    f"""CREATE TABLE IF NOT EXISTS {SYNC_PENDING} (
-            instance text NOT NULL,
-            entity text NOT NULL,
-            id text NOT NULL,
-            list_modified timestamptz,
-            list_hash text,
-            PRIMARY KEY (instance, entity, id)
-        )""",
-    f"""CREATE TABLE IF NOT EXISTS {COMPLETENESS} (
-            instance text NOT NULL,
-            entity text NOT NULL,
-            checked_at timestamptz NOT NULL DEFAULT now(),
-            api_total integer,
-            cache_count integer NOT NULL,
-            passed boolean NOT NULL,
-            problems jsonb NOT NULL DEFAULT '[]',
-            PRIMARY KEY (instance, entity)
-        )""",
-]
-
-
-# Indexes the cache queries (`queries.py`, DESIGN.md §1) rely on: a GIN `jsonb_path_ops` index answers
-# "sales containing SKU X" by containment, the others serve the date range, open orders and stock by SKU.
-QUERY_INDEXES: dict[str, str] = {
-    "sales_payload_path_ops": f"ON {CACHE_SCHEMA}.sales USING gin (payload jsonb_path_ops)",
-    "sales_order_date": f"ON {CACHE_SCHEMA}.sales (((payload->>'SaleOrderDate')))",
-    "sales_open_orders": f"""ON {CACHE_SCHEMA}.sales (instance)
-        WHERE deleted_at IS NULL AND payload->'Order'->>'Status' = 'AUTHORISED'
-          AND payload->>'CombinedShippingStatus' IS DISTINCT FROM 'SHIPPED'
-          AND payload->>'Status' IS DISTINCT FROM 'VOIDED'""",
-    "product_availability_sku": f"ON {CACHE_SCHEMA}.product_availability (((payload->>'SKU')))",
-}
-
-
-def _expected_relations() -> list[str]:
-    names = ["sync_state", "sync_pending", "completeness", *QUERY_INDEXES]
-    for e in ENTITIES.values():
-        names += [e.table, f"{e.table}_modified", f"{e.table}_verified", f"{e.table}_synced"]
-    return names
+# Indexes the cache queries (`queries.py`, DESIGN.md §1) rely on, by name; described in gp_pipelines/schema/cache.py.
+QUERY_INDEXES: tuple[str, ...] = ("sales_payload_path_ops", "sales_order_date", "sales_open_orders",
+                                  "product_availability_sku")
 
 
 def create_cache_schema(conn: psycopg.Connection) -> None:
-    """Create what is missing. Cheap when everything exists (one catalogue query, no locks taken);
-    otherwise serialised by an advisory lock, so concurrent callers never trip over each other."""
-    expected = _expected_relations()
-    present = conn.execute(
-        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = ANY(%s)",
-        (CACHE_SCHEMA, expected),
-    ).fetchone()[0]
-    if present == len(expected):
-        return
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_DDL_LOCK,))
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}")
-        for statement in _STATE_DDL:
-            conn.execute(statement)
-        for e in ENTITIES.values():
-            for statement in _entity_ddl(e):
-                conn.execute(statement)
-        for name, definition in QUERY_INDEXES.items():
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
+    """The platform's schema is at this release's revision (created whole on an empty database); see
+    `gp_pipelines.schema.ensure_schema`. Cheap: one look per process and database."""
+    ensure_schema(conn)
 
 
 def ensure_cache_schema(database_url: str) -> None:
-    """Every entity table, `sync_state`, `sync_pending` and their indexes; idempotent, safe concurrently."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        create_cache_schema(conn)
+    """As `create_cache_schema`, from a URL."""
+    ensure_schema(database_url)
 
 
 def connect(database_url: str) -> psycopg.Connection:

@@ -10,19 +10,10 @@ from __future__ import annotations
 import psycopg
 
 from gp_pipelines.edi.writer import MAX_CONTROL_NUMBER
+from gp_pipelines.schema import ensure_schema
+from gp_pipelines.schema.automation import CONTROL_NUMBER_KINDS
 
-KINDS = ("ISA", "GS", "ST")
-
-_CREATE = """
-CREATE SCHEMA IF NOT EXISTS automation;
-CREATE TABLE IF NOT EXISTS automation.edi_control_numbers (
-    partner_id text NOT NULL,
-    kind text NOT NULL CHECK (kind IN ('ISA', 'GS', 'ST')),
-    last_value bigint NOT NULL CHECK (last_value BETWEEN 1 AND 999999999),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (partner_id, kind)
-)
-"""
+KINDS = CONTROL_NUMBER_KINDS
 
 _ALLOCATE = """
 INSERT INTO automation.edi_control_numbers AS c (partner_id, kind, last_value)
@@ -34,8 +25,8 @@ RETURNING last_value
 
 
 def ensure_table(conn: psycopg.Connection) -> None:
-    with conn.transaction():
-        conn.execute(_CREATE)
+    """The table is part of the platform's schema (gp_pipelines/schema/automation.py): make sure it is current."""
+    ensure_schema(conn)
 
 
 def allocate(conn: psycopg.Connection, partner_id: str, kind: str) -> int:

@@ -96,7 +96,7 @@ def ensure_analytics_views(database_url: str, *, reader_role: str | None = None)
     """(Re)create every view in one transaction; with `reader_role`, grant it read access to schema
     `analytics` only (the dedicated read-only role Power BI connects as)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        create_warehouse_schema(conn)
+        create_warehouse_schema(conn)  # the tables the views read (migrated); the views are derived, made here
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gp.ddl.analytics', 0))")
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {A}")

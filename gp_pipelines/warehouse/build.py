@@ -56,10 +56,10 @@ import psycopg
 from gp_pipelines.warehouse.fx import FX_RATE_DAILY, refresh_daily_rates
 from gp_pipelines.warehouse.schema import (
     REVISIT_PREDICATE,
-    TABLE_DDL,
     WAREHOUSE_SCHEMA,
     create_warehouse_schema,
     ensure_warehouse_schema,
+    table_index_ddl,
 )
 
 W = WAREHOUSE_SCHEMA
@@ -592,9 +592,8 @@ def _restore_indexes(conn: psycopg.Connection, spec: TableSpec) -> None:
     conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
     conn.execute(f"ALTER TABLE {spec.qualified} ADD CONSTRAINT {spec.name}_pkey "
                  f"PRIMARY KEY ({', '.join(spec.key_columns)})")
-    for statement in TABLE_DDL[spec.name]:
-        if statement.lstrip().startswith("CREATE INDEX"):
-            conn.execute(statement)
+    for statement in table_index_ddl(spec.name):
+        conn.execute(statement)
 
 
 def _build_document_fact(conn, spec, rc, full, state, result):

@@ -50,11 +50,12 @@ from gp_pipelines.connectors.zoho import (
     ZohoJobError,
     import_units,
 )
+from gp_pipelines.schema import ensure_schema
+from gp_pipelines.schema.model import EXPORTS_SCHEMA
 from gp_pipelines.warehouse.analytics import ANALYTICS_VIEWS
 from gp_pipelines.warehouse.checks import Scope, absent_instance_reasons, markdown_table
 from gp_pipelines.warehouse.schema import ANALYTICS_SCHEMA
 
-EXPORTS_SCHEMA = "exports"
 X = EXPORTS_SCHEMA
 STANDBY_SUFFIX = "__standby"
 SWAP_SUFFIX = "__old"  # the live table's name for the moment of a swap
@@ -623,48 +624,9 @@ def read_snapshot(database_url: str, spec: ExportSpec) -> Snapshot:
 
 # -- state in PostgreSQL ----------------------------------------------------------------------------------------
 
-_DDL = [
-    f"CREATE SCHEMA IF NOT EXISTS {X}",
-    f"""CREATE TABLE IF NOT EXISTS {X}.zoho_table (
-            workspace_id text NOT NULL,
-            view_id text NOT NULL,             -- Zoho's id: stays the same when the table is renamed
-            export_name text NOT NULL,         -- the analytics view it holds
-            zoho_name text NOT NULL,           -- its name in Zoho as we last left it
-            content_hash text,                 -- NULL: content unknown (a load started and did not verify)
-            columns jsonb,                     -- [[name, Zoho type], ...]
-            row_count bigint,
-            loaded_at timestamptz,
-            verified_at timestamptz,
-            verified_ok boolean,               -- the last read-back of this table agreed with the warehouse
-            PRIMARY KEY (workspace_id, view_id)
-        )""",
-    f"""CREATE TABLE IF NOT EXISTS {X}.zoho_row (
-            workspace_id text NOT NULL,
-            view_id text NOT NULL,
-            row_key text NOT NULL,
-            row_hash bigint NOT NULL,
-            PRIMARY KEY (workspace_id, view_id, row_key)
-        )""",
-    f"""CREATE TABLE IF NOT EXISTS {X}.zoho_units (
-            id bigserial PRIMARY KEY,
-            org_id text NOT NULL,
-            spent_on date NOT NULL,            -- UTC day
-            recorded_at timestamptz NOT NULL DEFAULT now(),
-            export_name text NOT NULL,
-            import_type text,
-            rows bigint NOT NULL,
-            units integer NOT NULL,
-            status text NOT NULL               -- spent (booked before the import is sent), released
-        )""",
-    f"CREATE INDEX IF NOT EXISTS zoho_units_by_day ON {X}.zoho_units (org_id, spent_on)",
-]
-
-
 def ensure_export_schema(database_url: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('gp.ddl.exports', 0))")
-        for statement in _DDL:
-            conn.execute(statement)
+    """The export's state tables are part of the platform's schema (gp_pipelines/schema/exports.py)."""
+    ensure_schema(database_url)
 
 
 @dataclass
