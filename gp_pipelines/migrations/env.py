@@ -8,25 +8,11 @@ from alembic import context
 from sqlalchemy import NullPool, create_engine
 
 from gp_pipelines.schema import metadata
-from gp_pipelines.schema.model import TABLE_SCHEMAS
-
-
-def include_name(name, type_, parent_names) -> bool:
-    # Only the platform's schemas: the sandbox, Dagster or a user's own tables elsewhere are none of ours.
-    if type_ == "schema":
-        return name in TABLE_SCHEMAS
-    return True
+from gp_pipelines.schema.migrate import compare_options
 
 
 def _configure(connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        include_schemas=True,
-        include_name=include_name,
-        version_table_schema="public",
-        compare_server_default=True,
-    )
+    context.configure(connection=connection, target_metadata=metadata, **compare_options())
 
 
 def run() -> None:

@@ -283,7 +283,7 @@ state_history = Table(
 
 settings = Table(
     "settings", metadata,
-    text_col("key", primary_key=True),
+    text_col("key", null=False, primary_key=True),
     json_col("value", null=False),
     stamp_col("set_at"),
     text_col("set_by"),

@@ -49,6 +49,18 @@ class SchemaOutOfDateError(DatabaseError):
         super().__init__(f"the database {database} is at {at}, this release needs {head}: {advice}")
 
 
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's filter: only the platform's schemas (the sandbox, Dagster or a user's own tables elsewhere are
+    none of ours)."""
+    return name in TABLE_SCHEMAS if type_ == "schema" else True
+
+
+def compare_options() -> dict:
+    """How autogenerate and the tests compare a database with the metadata."""
+    return {"include_schemas": True, "include_name": include_name, "compare_server_default": True,
+            "compare_type": True, "version_table_schema": "public"}
+
+
 def alembic_config(connection=None):
     """Alembic's config built in code (no alembic.ini needed at run time), migrations inside the package."""
     from alembic.config import Config

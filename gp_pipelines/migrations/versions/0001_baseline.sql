@@ -867,7 +867,8 @@ BEGIN
   SELECT f.instance, f.sale_id, f.seq, 'carried-over:' || (s->>'outbox_key'), f.partner,
          coalesce(s->>'carrier', ''), coalesce(s->>'tracking_number', ''), coalesce(s->'lines', '{}'),
          'shipped_in_cin7'
-    FROM automation.fulfilments f, jsonb_array_elements(f.shipments) s
+    FROM automation.fulfilments f,
+         jsonb_array_elements(CASE jsonb_typeof(f.shipments) WHEN 'array' THEN f.shipments ELSE '[]' END) s
    WHERE s ? 'outbox_key'
   ON CONFLICT DO NOTHING;
 END $$;
