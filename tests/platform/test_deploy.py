@@ -378,13 +378,24 @@ def test_chart_rendered_instance_validates_and_agrees_with_dagster_yaml(tmp_path
     assert chart_db["password"] == plain_db["password"] == {"env": "DAGSTER_PG_PASSWORD"}
 
 
+def test_the_code_location_upgrades_the_schema_before_it_starts(values):
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    (init,) = deployment["initContainers"]
+    assert init["command"] == ["gp-pipelines", "db", "upgrade"]
+    # The same image (the tag is set with the deployment's at install time) and the same Secret (GP_DATABASE_URL).
+    assert init["image"].rsplit(":", 1)[0] == deployment["image"]["repository"]
+    assert init["envFrom"] == [{"secretRef": {"name": secret["name"]}} for secret in deployment["envSecrets"]]
+    assert init["securityContext"]["runAsNonRoot"] is True
+
+
 def test_helm_values_hold_no_secret(values):
     def walk(node: Any, path: str = "") -> None:
         if isinstance(node, Mapping):
             for key, value in node.items():
                 if re.search(r"password|secret|token|apikey|api_key", str(key), re.IGNORECASE):
-                    # Only names of Secrets and booleans about them, never a value.
-                    assert key.endswith(("SecretName", "Secret", "Secrets")), f"{path}.{key}"
+                    # Only names of Secrets and booleans about them, or Kubernetes' references to one, never a value.
+                    reference = key in ("secretRef", "secretKeyRef") and set(value) <= {"name", "key", "optional"}
+                    assert reference or key.endswith(("SecretName", "Secret", "Secrets")), f"{path}.{key}"
                 walk(value, f"{path}.{key}")
         elif isinstance(node, list):
             for index, item in enumerate(node):
