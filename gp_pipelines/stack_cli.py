@@ -21,6 +21,15 @@ def _cmd_db(args: argparse.Namespace) -> int:
         server = database.ensure_embedded_server()
         database.database_url()
         print(("started" if server.started_here else "already running") + f": {server.pgdata}")
+    elif args.action == "upgrade":
+        from gp_pipelines.schema import upgrade
+
+        url = database.database_url()
+        before, after = upgrade(url)
+        where = database.redact(database.libpq_url(url))
+        origin = f"revision {before}" if before else "no revision (new, or made before migrations)"
+        print(f"{where}: already at revision {after}" if before == after else
+              f"{where}: upgraded from {origin} to revision {after}")
     elif args.action == "stop":
         stopped = database.stop_embedded_server(force=args.force)
         print("stopped" if stopped else "not stopped (not running, or in use: --force stops it anyway)")
@@ -247,7 +256,8 @@ def register(commands) -> None:
     dev.set_defaults(func=_cmd_dev)
 
     db = commands.add_parser("db", help="the platform database")
-    db.add_argument("action", choices=["url", "start", "stop"])
+    db.add_argument("action", choices=["url", "upgrade", "start", "stop"],
+                    help="url: the current mode's database; upgrade: migrate it to this release (keeps the data)")
     db.add_argument("--force", action="store_true", help="stop even while other sessions are connected")
     db.set_defaults(func=_cmd_db)
 

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -169,6 +170,18 @@ def reset_sandbox_state(state: local_state.LocalState, server_url: str, *, every
     return cleared
 
 
+def _upgrade(database_url: str, say) -> None:
+    """`gp-pipelines db upgrade` as every start runs it: a kept (config-mode) database is migrated, keeping its
+    data; a new one is created at the current revision."""
+    from gp_pipelines.schema import upgrade
+
+    before, after = upgrade(database_url)
+    if before != after:
+        name = urlsplit(database_url).path.lstrip("/")
+        say(f"database {name}: " + (f"upgraded from revision {before} to {after}" if before
+                                     else f"brought to revision {after} (it had none: new, or made before migrations)"))
+
+
 @contextlib.contextmanager
 def local_stack(
     *,
@@ -243,6 +256,7 @@ def _started_stack(state: local_state.LocalState, owns_state: bool, *, command: 
             local_state.write_session_file(state, command, seed=options.seed, size=options.size)
         database_url = database.database_url()
         os.environ[database.DATABASE_URL_ENV] = database_url
+        _upgrade(database_url, say)
         os.environ[DAGSTER_STORAGE_ENV] = database.dagster_storage_url()
         home = write_dagster_home(dagster_home or state.dagster_home)
         os.environ["DAGSTER_HOME"] = str(home)
