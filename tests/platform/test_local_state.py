@@ -143,3 +143,17 @@ def _env_without_stack(home: Path) -> dict[str, str]:
 
     keep = ("PATH", "HOME", "LANG", "USER", "TMPDIR")
     return {name: os.environ[name] for name in keep if name in os.environ} | {database.HOME_ENV: str(home)}
+
+
+def test_db_upgrade_migrates_the_database_in_force_and_says_so(module_database_url, monkeypatch, capsys):
+    from gp_pipelines.cli import main
+    from gp_pipelines.schema import current_revision, head_revision
+
+    monkeypatch.setenv(database.DATABASE_URL_ENV, module_database_url)
+    assert main(["db", "upgrade"]) == 0
+    first = capsys.readouterr().out
+    assert main(["db", "upgrade"]) == 0
+    second = capsys.readouterr().out
+    assert current_revision(module_database_url) == head_revision()
+    assert "upgraded from no revision" in first and f"to revision {head_revision()}" in first
+    assert f"already at revision {head_revision()}" in second
