@@ -1,6 +1,7 @@
 """The merged multi-currency warehouse (DESIGN.md §3, §5), plain Python + SQL, no Dagster.
 
-- `schema`: the one place that knows the `warehouse`/`analytics` schema names and table definitions;
+- `schema`: the `warehouse`/`analytics` schema names and table helpers (the tables are described in
+  `gp_pipelines/schema/warehouse.py` and migrated with the platform's schema);
 - `fx`: reference rates (`fx_rate`, `fx_rate_daily`), loading, triangulation and carry-over, `rate()`;
 - `build`: the tables as data (`WAREHOUSE_TABLES`) and `build_table` (full or incremental, set-based SQL);
 - `analytics`: the BI views (`ANALYTICS_VIEWS`, `ensure_analytics_views`);
