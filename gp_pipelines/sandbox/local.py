@@ -42,6 +42,7 @@ from gp_pipelines.sandbox.zoho import (
     ZohoSandboxServer,
     sandbox_zoho_section,
 )
+from gp_pipelines.schema import migrate as schema
 
 DAGSTER_STORAGE_ENV = "GP_DAGSTER_STORAGE_URL"
 
@@ -159,6 +160,7 @@ def reset_sandbox_state(state: local_state.LocalState, server_url: str, *, every
         if database.database_exists(server_url, name):
             database.drop_database(server_url, name)
             cleared.append(f"database {name}")
+    schema.forget()  # this process may have met the dropped database: its schema guard must look again
     if state.dagster_home.exists():
         shutil.rmtree(state.dagster_home)
         cleared.append(f"Dagster home {state.dagster_home}")
@@ -173,9 +175,7 @@ def reset_sandbox_state(state: local_state.LocalState, server_url: str, *, every
 def _upgrade(database_url: str, say) -> None:
     """`gp-pipelines db upgrade` as every start runs it: a kept (config-mode) database is migrated, keeping its
     data; a new one is created at the current revision."""
-    from gp_pipelines.schema import upgrade
-
-    before, after = upgrade(database_url)
+    before, after = schema.upgrade(database_url)
     if before != after:
         name = urlsplit(database_url).path.lstrip("/")
         say(f"database {name}: " + (f"upgraded from revision {before} to {after}" if before

@@ -17,12 +17,23 @@ from gp_pipelines.config import load_config_file
 CLI = [sys.executable, "-m", "gp_pipelines.cli"]
 
 
-def test_db_url_prints_a_url_psql_tools_can_use(pg_server_url):
-    out = subprocess.run([*CLI, "db", "url"], capture_output=True, text=True, timeout=120, check=True)
-    url = out.stdout.strip()
-    assert url.startswith("postgresql://")
-    with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT current_database()").fetchone()[0] in ("gp", url.rsplit("/", 1)[-1])
+def test_db_url_prints_a_url_psql_tools_can_use(pg_server_url, tmp_path):
+    """`db url` names the current mode's database: the sandbox's without GP_CONFIG, `gp` with it."""
+    import os
+
+    from gp_pipelines import database
+
+    if os.environ.get(database.DATABASE_URL_ENV):
+        pytest.skip("GP_DATABASE_URL is set: db url prints it as given")
+    config = tmp_path / "real.yaml"
+    config.write_text("reporting_currency: USD\ninstances: []\n")
+    for extra, expected in (({}, "gp_sandbox"), ({"GP_CONFIG": str(config)}, "gp")):
+        env = {name: value for name, value in os.environ.items() if name != "GP_CONFIG"} | extra
+        out = subprocess.run([*CLI, "db", "url"], capture_output=True, text=True, timeout=120, check=True, env=env)
+        url = out.stdout.strip()
+        assert url.startswith("postgresql://")
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT current_database()").fetchone()[0] == expected
 
 
 def test_sandbox_serve_prints_instances_and_writes_a_working_config(tmp_path):
