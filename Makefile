@@ -19,6 +19,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	@bash .ci/install-browser || echo "warning: could not install chromium; the browser tests will say so"
 	$(BIN)/ruff check gp_pipelines tests bench
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg list defs --columns key,group,kinds
 	$(BIN)/python -m pytest
 
 dev: $(STAMP)
