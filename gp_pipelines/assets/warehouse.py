@@ -15,6 +15,7 @@ tables are still built from every instance's cache.
 import dagster as dg
 
 from gp_pipelines.assets.cache import cache_asset_key
+from gp_pipelines.assets.freshness import FX_CRON
 from gp_pipelines.cin7.entities import ENTITIES
 from gp_pipelines.config import PlatformConfig
 from gp_pipelines.connectors.ecb import FxSource
@@ -127,7 +128,7 @@ def _build_fx_asset(platform: PlatformConfig, source: FxSource) -> dg.AssetsDefi
         owners=["team:analytics"],
         description=f"Reference rates ({source.name}), triangulated through {source.anchor} into "
         f"{platform.reporting_currency} for every day, the last published rate carried over days without one.",
-        automation_condition=dg.AutomationCondition.on_cron("0 17 * * 1-5"),  # after the ECB's 16:00 CET fixing
+        automation_condition=dg.AutomationCondition.on_cron(FX_CRON),  # after the ECB's 16:00 CET fixing
     )
     def fx_rate(context: dg.AssetExecutionContext, config: WarehouseBuildConfig, gp_database: PostgresResource):
         url = gp_database.database_url()

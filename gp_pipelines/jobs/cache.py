@@ -1,6 +1,7 @@
 """Jobs and schedules that keep the cache fresh, one run per instance partition.
 
-Cadence (all schedules start STOPPED: turn them on in the UI under Automation once the instances are right):
+Cadence (all schedules start STOPPED: turn them on in the UI under Automation once the instances are right;
+the crons live in assets/freshness.py, which derives each cache asset's freshness policy from them):
 - documents (sales, purchases: the change feed plus one detail call per changed document): every 15 minutes;
 - master data and stock (everything else): hourly;
 - a full re-read with deletion reconcile of every entity: nightly at 02:30 UTC.
@@ -9,12 +10,9 @@ Cadence (all schedules start STOPPED: turn them on in the UI under Automation on
 import dagster as dg
 
 from gp_pipelines.assets.cache import cache_asset_key
+from gp_pipelines.assets.freshness import DOCUMENTS, FULL_RECONCILE, MASTER_DATA, is_document
 from gp_pipelines.cin7.entities import ENTITIES, Entity
 from gp_pipelines.config import PlatformConfig
-
-
-def _is_document(entity: Entity) -> bool:
-    return entity.has_detail and entity.incremental
 
 
 def _job(name: str, entities: list[Entity], description: str, mode: str = "incremental"):
@@ -46,8 +44,8 @@ def _per_instance_schedule(job, cron: str, config: PlatformConfig, description: 
 
 
 def build_cache_jobs(config: PlatformConfig) -> tuple[list, list]:
-    documents = [e for e in ENTITIES.values() if _is_document(e)]
-    master = [e for e in ENTITIES.values() if not _is_document(e)]
+    documents = [e for e in ENTITIES.values() if is_document(e)]
+    master = [e for e in ENTITIES.values() if not is_document(e)]
     documents_job = _job("cache_documents", documents, "Sales and purchases: changes since the watermark.")
     master_job = _job("cache_master_data", master, "Master data, stock and reference books.")
     reconcile_job = _job(
@@ -58,8 +56,8 @@ def build_cache_jobs(config: PlatformConfig) -> tuple[list, list]:
         mode="reconcile",
     )
     schedules = [
-        _per_instance_schedule(documents_job, "*/15 * * * *", config, "Every 15 minutes, per instance."),
-        _per_instance_schedule(master_job, "5 * * * *", config, "Hourly at :05, per instance."),
-        _per_instance_schedule(reconcile_job, "30 2 * * *", config, "Nightly at 02:30 UTC, per instance."),
+        _per_instance_schedule(documents_job, DOCUMENTS.cron, config, "Every 15 minutes, per instance."),
+        _per_instance_schedule(master_job, MASTER_DATA.cron, config, "Hourly at :05, per instance."),
+        _per_instance_schedule(reconcile_job, FULL_RECONCILE.cron, config, "Nightly at 02:30 UTC, per instance."),
     ]
     return [documents_job, master_job, reconcile_job], schedules
