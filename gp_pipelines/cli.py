@@ -9,7 +9,16 @@ import sys
 from datetime import timedelta
 
 from gp_pipelines import database, local_state
-from gp_pipelines.config import ConfigError
+from gp_pipelines.cli_support import (
+    CommandError,
+    Parser,
+    add_debug_flags,
+    harden_numbers,
+    non_negative_float,
+    positive_int,
+    run_command,
+)
+from gp_pipelines.problems import one_line
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -72,6 +81,7 @@ def _cmd_cache_query(args: argparse.Namespace) -> int:
 
     from gp_pipelines.cin7 import queries
 
+    _check_instances(args.instance)
     with psycopg.connect(database.database_url()) as conn:
         if args.question == "sales":
             rows = queries.sales_with_sku(
@@ -91,6 +101,8 @@ def _cmd_cache_query(args: argparse.Namespace) -> int:
             ]
         else:
             rows = queries.authorised_unshipped_orders(conn, args.instance)
+        if not rows:
+            _say_what_is_unknown(conn, args)
     records = [dataclasses.asdict(row) for row in rows]
     if args.json:
         for record in records:
@@ -105,32 +117,68 @@ def _cmd_cache_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_instances(keys: list[str] | None) -> None:
+    from gp_pipelines.config import load_config
+
+    known = load_config().instance_keys
+    unknown = [key for key in keys or [] if key not in known]
+    if unknown:
+        raise CommandError(f"unknown instance {', '.join(map(repr, unknown))} (the config in force): use one of "
+                           f"{', '.join(known)}")
+
+
+def _say_what_is_unknown(conn, args: argparse.Namespace) -> None:
+    """No rows: if it is because the SKU, location or customer is unknown to the cache, say so (exit 2) rather
+    than answer `0 row(s)` as if the question were sound."""
+    from gp_pipelines.cin7.store import CACHE_SCHEMA
+
+    instances = args.instance or None
+    checks = [("SKU", "products", ["payload->>'SKU'"], getattr(args, "sku", None)),
+              ("location", "locations", ["payload->>'Name'", "id"], getattr(args, "location", None)),
+              ("customer", "customers", ["payload->>'Name'", "id"], getattr(args, "customer", None))]
+    for label, table, columns, value in checks:
+        if not value:
+            continue
+        if conn.execute("SELECT to_regclass(%s)", (f"{CACHE_SCHEMA}.{table}",)).fetchone()[0] is None:
+            raise CommandError(f"the ERP cache holds no {table} yet ({CACHE_SCHEMA}.{table}): run `gp-pipelines "
+                               f"sync --entity {table}` first")
+        scope = "AND instance = ANY(%(instances)s)" if instances else ""
+        matches = " OR ".join(f"{column} = %(value)s" for column in columns)
+        found = conn.execute(f"SELECT 1 FROM {CACHE_SCHEMA}.{table} WHERE deleted_at IS NULL {scope} "
+                             f"AND ({matches}) LIMIT 1", {"value": value, "instances": instances}).fetchone()
+        if found:
+            continue
+        known = [row[0] for row in conn.execute(
+            f"SELECT DISTINCT {columns[0]} FROM {CACHE_SCHEMA}.{table} WHERE deleted_at IS NULL {scope} "
+            f"ORDER BY 1 LIMIT 11", {"instances": instances})]  # fmt: skip
+        where = f"{CACHE_SCHEMA}.{table}" + (f" of {', '.join(instances)}" if instances else "")
+        if not known:
+            raise CommandError(f"unknown {label} {value!r} ({where} is empty): sync it first with "
+                               f"`gp-pipelines sync --entity {table}`")
+        listed = ", ".join(map(str, known[:10])) + (", ..." if len(known) > 10 else "")
+        raise CommandError(f"unknown {label} {value!r} ({where}): check the spelling; known ones include {listed}")
+
+
 def _cmd_relocate(args: argparse.Namespace) -> int:
     """Move one sale to another location (see gp_pipelines/automation/relocate.py); 1 when refused or failed."""
     import psycopg
 
     from gp_pipelines.automation.relocate import RelocationError, relocate_sale
     from gp_pipelines.cin7.client import client_from_environment
-    from gp_pipelines.cin7.errors import Cin7Error
     from gp_pipelines.cin7.limiter import PostgresRateLimiter
-    from gp_pipelines.config import ConfigError, load_config
+    from gp_pipelines.config import load_config
 
     instance = load_config().instance(args.instance)
     database_url = database.database_url()
-    limiter = PostgresRateLimiter(database_url, calls=instance.calls_per_minute)
+    limiter = PostgresRateLimiter(database_url, calls=instance.calls_per_minute, label=instance.key)
     try:
-        client = client_from_environment(instance, limiter)
-    except ConfigError as exc:
-        limiter.close()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        with client, psycopg.connect(database_url, autocommit=True) as conn:
+        with client_from_environment(instance, limiter) as client, \
+                psycopg.connect(database_url, autocommit=True) as conn:
             result = relocate_sale(client, conn, instance.key, args.sale, args.location, dry_run=args.dry_run,
                                    require_stock=args.require_stock, lock_wait_seconds=args.wait,
                                    actor=f"cli:{os.environ.get('USER', '?')}")
-    except (RelocationError, Cin7Error) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except RelocationError as exc:  # refused or failed part-way: 1, as documented; Cin7 and config errors: 2
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         limiter.close()
@@ -144,15 +192,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from bench.__main__ import BENCHMARKS
 
     if args.name not in BENCHMARKS:
-        print(f"unknown benchmark {args.name!r}; known: {', '.join(BENCHMARKS)}", file=sys.stderr)
-        return 2
+        raise CommandError(f"unknown benchmark {args.name!r} (bench/): use one of {', '.join(BENCHMARKS)}")
     options = {name: getattr(args, name) for name in ("size", "lines") if getattr(args, name)}
     BENCHMARKS[args.name](as_json=args.json, **options)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gp-pipelines", description=__doc__)
+    parser = Parser(prog="gp-pipelines", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     from gp_pipelines.stack_cli import register as register_stack
@@ -209,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     relocate.add_argument("--dry-run", action="store_true", help="print the validations and the plan only")
     relocate.add_argument("--require-stock", action="store_true",
                           help="refuse when the target cannot cover every line from stock")
-    relocate.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+    relocate.add_argument("--wait", type=non_negative_float, default=0.0, metavar="SECONDS",
                           help="wait this long for another worker's lock on the order (default: refuse at once)")
     relocate.set_defaults(func=_cmd_relocate)
 
@@ -217,21 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", help="benchmark name, e.g. edi or sandbox")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.add_argument("--size", choices=["small", "medium", "large"], help="sandbox size (sync benchmark)")
-    bench.add_argument("--lines", type=int, help="sale lines to generate (warehouse benchmark)")
+    bench.add_argument("--lines", type=positive_int, help="sale lines to generate (warehouse benchmark)")
     bench.set_defaults(func=_cmd_bench)
+    harden_numbers(parser)
+    add_debug_flags(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every command runs under one handler: a known error is one line on stderr and exit 2, anything else one
+    line and exit 1 (`--debug` or GP_DEBUG=1 adds the traceback); see gp_pipelines/cli_support.py."""
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ConfigError, database.DatabaseError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as other tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

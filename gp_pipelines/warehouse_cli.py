@@ -68,6 +68,11 @@ def _use_platform_database(platform_database_url: Callable[[], str]) -> None:
     """Name the platform database in the environment, so the job's resources read the same one the other
     commands (and `dev`) use."""
     os.environ.setdefault(database.DATABASE_URL_ENV, platform_database_url())
+    import psycopg
+
+    # Reach it once before Dagster starts: an unreachable database is then one line naming GP_DATABASE_URL
+    # (the CLI's handler), not a failed step per asset.
+    psycopg.connect(os.environ[database.DATABASE_URL_ENV], connect_timeout=10).close()
 
 
 def _error(message: str) -> int:

@@ -60,7 +60,7 @@ def _build_cache_asset(entity: Entity, partitions: dg.PartitionsDefinition,
     ) -> dg.MaterializeResult:
         instance = context.partition_key
         rules = SyncRules.from_config(platform.cache, accept_deletions=config.accept_deletions)
-        with cin7.client(instance) as client:
+        with cin7.client(instance, log=context.log) as client:
             estimate = None
             if config.mode == "full":
                 estimate = estimate_full_read(client, entity)
@@ -101,7 +101,7 @@ def _build_completeness_check(entity: Entity, partitions: dg.PartitionsDefinitio
         context: dg.AssetCheckExecutionContext, cin7: Cin7Resource, gp_database: PostgresResource
     ) -> dg.AssetCheckResult:
         instance = context.partition_key
-        with cin7.client(instance) as client:
+        with cin7.client(instance, log=context.log) as client:
             result = check_entity(gp_database.database_url(), client, instance, entity)
         expected = "n/a" if result.api_total is None else str(result.api_total)
         table = ("| instance | cache | API Total | difference | equal |\n|---|---|---|---|---|\n"

@@ -35,7 +35,8 @@ from gp_pipelines.automation.state import (
     transition,
 )
 from gp_pipelines.automation.state import history as state_history
-from gp_pipelines.config import ConfigError, load_config
+from gp_pipelines.cli_support import CommandError, positive_int
+from gp_pipelines.config import load_config
 
 
 def _user() -> str:
@@ -64,17 +65,16 @@ def _outbox(args: argparse.Namespace, conn: psycopg.Connection) -> int:
         print("error: nothing to requeue: name keys (see `gp-pipelines outbox list`) or pass --all-given-up",
               file=sys.stderr)
         return 2
-    failed = 0
+    known = {row[0] for row in conn.execute("SELECT key FROM automation.outbox WHERE key = ANY(%s)", (keys,))}
+    unknown = [key for key in keys if key not in known]
+    if unknown:  # checked before any is requeued: a typo in one key must not half-apply the command
+        raise CommandError(f"no outbox item has the key {', '.join(map(repr, unknown))} (automation.outbox): see "
+                           "`gp-pipelines outbox list` for the keys")
     for key in keys:
-        try:
-            item = outbox.requeue(conn, key, actor=_user())
-        except outbox.OutboxItemNotFound:
-            print(f"error: no outbox item has the key {key!r} (see `gp-pipelines outbox list`)", file=sys.stderr)
-            failed += 1
-            continue
+        item = outbox.requeue(conn, key, actor=_user())
         print(f"{item.key}: {item.state}")
     print("requeued items run at the next outbox_retry (sensor) or when you materialise automation/outbox")
-    return 1 if failed else 0
+    return 0
 
 
 def _orders_route(args: argparse.Namespace, conn: psycopg.Connection) -> int:
@@ -83,7 +83,8 @@ def _orders_route(args: argparse.Namespace, conn: psycopg.Connection) -> int:
 
     config = load_config()
     if args.instance and args.instance not in config.instance_keys:
-        raise ConfigError(f"{config.source}: no instance {args.instance!r} (configured: {config.instance_keys})")
+        raise CommandError(f"unknown instance {args.instance!r} ({config.source}): use one of "
+                           f"{', '.join(config.instance_keys)}")
     start = start_line(conn, config.automation.route_orders_since, actor=_user())
     waiting = sales_before_start_line(conn, config, args.since, start, args.instance)
     print(f"start line {start:%Y-%m-%d}: {len(waiting)} authorised, unrouted sale(s) ordered from "
@@ -126,9 +127,11 @@ def _orders_show(args: argparse.Namespace, conn: psycopg.Connection) -> int:
                        "AND (%(instance)s::text IS NULL OR instance = %(instance)s)",
                  {"sale": args.sale, "instance": args.instance})  # fmt: skip
     if len(found) != 1:
-        problem = "no sale" if not found else f"{len(found)} sales (name the instance with --instance)"
-        print(f"error: {problem} matches {args.sale!r} among the sales the automation handles", file=sys.stderr)
-        return 2
+        if found:
+            raise CommandError(f"{len(found)} sales match {args.sale!r} (automation.sales, instances "
+                               f"{', '.join(sorted({sale['instance'] for sale in found}))}): name one with --instance")
+        raise CommandError(f"unknown sale {args.sale!r} (the sales the automation handles, automation.sales): give "
+                           "a sale ID or order number from `gp-pipelines orders list`")
     sale = found[0]
     key = (sale["instance"], sale["sale_id"])
 
@@ -160,6 +163,10 @@ def _inbox(args: argparse.Namespace, conn: psycopg.Connection) -> int:
             print(f"{row['id']:>6} {row['partner']:<14} {row['state']:<12} {row['display_name'][:50]:<50} "
                   f"{'moved' if row['archived'] else 'in inbox'}  {(row['why'] or '')[:80]}")
         return 0
+    unknown = [str(file_id) for file_id in args.ids if not _exists(conn, file_id)]
+    if unknown:
+        raise CommandError(f"unknown inbox file id {', '.join(unknown)} (automation.inbound_files): see "
+                           "`gp-pipelines inbox list` for the ids")
     failed = 0
     for file_id in args.ids:
         before = transition(conn, INBOUND_FILE, (file_id,), "dismissed", actor=_user(),
@@ -174,6 +181,10 @@ def _inbox(args: argparse.Namespace, conn: psycopg.Connection) -> int:
     return 1 if failed else 0
 
 
+def _exists(conn: psycopg.Connection, file_id: int) -> bool:
+    return conn.execute("SELECT 1 FROM automation.inbound_files WHERE id = %s", (file_id,)).fetchone() is not None
+
+
 def _dismissable(conn: psycopg.Connection, file_id: int) -> bool:
     row = conn.execute("SELECT state FROM automation.inbound_files WHERE id = %s", (file_id,)).fetchone()
     return row is not None and row[0] in ("quarantined", "unreadable")
@@ -185,15 +196,11 @@ def register(commands: argparse._SubParsersAction, database_url: Callable[[], st
 
     def run(handler: Callable[[argparse.Namespace, psycopg.Connection], int]) -> Callable[[argparse.Namespace], int]:
         def command(args: argparse.Namespace) -> int:
-            try:
-                args.database_url = database_url()
-                with psycopg.connect(args.database_url, autocommit=True) as conn:
-                    ensure_order_tables(conn)
-                    return handler(args, conn)
-            except psycopg.OperationalError as exc:
-                print(f"error: cannot reach the platform database: {str(exc).strip().splitlines()[0]} "
-                      "(check GP_DATABASE_URL)", file=sys.stderr)
-                return 2
+            # An unreachable database is reported by the CLI's one handler (one line naming GP_DATABASE_URL).
+            args.database_url = database_url()
+            with psycopg.connect(args.database_url, autocommit=True) as conn:
+                ensure_order_tables(conn)
+                return handler(args, conn)
         return command
 
     box = commands.add_parser("outbox", help="the automation's outside actions: list what needs attention, "
@@ -215,7 +222,7 @@ def register(commands: argparse._SubParsersAction, database_url: Callable[[], st
     listing = order_commands.add_parser("list", help="sales the automation handles, newest change first")
     listing.add_argument("--state", choices=SALE_STATES)
     listing.add_argument("--instance")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=positive_int, default=100)
     listing.set_defaults(func=run(_orders_list))
     show = order_commands.add_parser("show", help="one sale: its fulfilments, shipments and state history")
     show.add_argument("sale", metavar="SALE", help="the sale's ID or order number")
@@ -228,6 +235,6 @@ def register(commands: argparse._SubParsersAction, database_url: Callable[[], st
     files.add_argument("--state", choices=FILE_STATES)
     files.set_defaults(func=run(_inbox))
     dismiss = inbox_commands.add_parser("dismiss", help="set aside quarantined or unreadable files once dealt with")
-    dismiss.add_argument("ids", nargs="+", type=int, metavar="ID", help="file ids (from `inbox list`)")
+    dismiss.add_argument("ids", nargs="+", type=positive_int, metavar="ID", help="file ids (from `inbox list`)")
     dismiss.add_argument("--note", default="", help="why (kept in the file's history)")
     dismiss.set_defaults(func=run(_inbox))

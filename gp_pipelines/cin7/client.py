@@ -10,6 +10,7 @@ retried with backoff up to a cap, malformed bodies retried then raised as typed 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -30,13 +31,14 @@ from gp_pipelines.cin7.errors import (
     Cin7ServerError,
     Cin7ThrottledError,
 )
-from gp_pipelines.cin7.limiter import LocalRateLimiter, RateLimiter, key_fingerprint
+from gp_pipelines.cin7.limiter import LOGGED_WAIT_SECONDS, LocalRateLimiter, RateLimiter, key_fingerprint
 from gp_pipelines.config import ConfigError, InstanceConfig
 from gp_pipelines.connectors.http import DeadlineExceeded, http_client
 
 LIMIT_MESSAGE = re.compile(r"calls per (60 seconds|minute) API limit|API limit", re.IGNORECASE)
 MAX_PAGE_SIZE = 1000
 _PROCESS_LIMITER = LocalRateLimiter()
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -136,6 +138,9 @@ class Cin7Client:
                 return index
         index = min(range(count), key=lambda i: self._key_free_at[i])
         wait = self._key_free_at[index] - now
+        if wait >= LOGGED_WAIT_SECONDS:
+            _log.info("waiting %.0f s for the %s rate limit (the API throttled %s)", wait, self.instance or "API",
+                      "its key" if count == 1 else f"all {count} keys")
         self._wait(wait)
         self._next_key = (index + 1) % count
         return index
@@ -187,15 +192,16 @@ class Cin7Client:
                     method, url, params=_clean_params(params), json=body, headers=headers
                 )
             except httpx.TimeoutException as exc:
-                reason = str(exc) if isinstance(exc, DeadlineExceeded) else f"timed out ({type(exc).__name__})"
+                # A deadline's own message names the host and path already.
+                reason = str(exc) if isinstance(exc, DeadlineExceeded) else f"{url} timed out ({type(exc).__name__})"
                 last_problem = Cin7ServerError(reason, instance=self.instance, endpoint=endpoint)
-                self._wait(self._backoff(attempt))
+                self._retry_after_failure(method, url, attempt, last_problem)
                 continue
             except httpx.TransportError as exc:
                 last_problem = Cin7ServerError(
-                    f"connection failed: {exc}", instance=self.instance, endpoint=endpoint
+                    f"cannot connect to {url}: {exc or type(exc).__name__}", instance=self.instance, endpoint=endpoint
                 )
-                self._wait(self._backoff(attempt))
+                self._retry_after_failure(method, url, attempt, last_problem)
                 continue
 
             self._note_server_clock(response)
@@ -203,6 +209,9 @@ class Cin7Client:
             if isinstance(outcome, _Throttle):
                 self.stats.throttled += 1
                 self._key_free_at[key_index] = time.monotonic() + outcome.wait
+                if outcome.wait >= LOGGED_WAIT_SECONDS:
+                    _log.info("%s %s: throttled by the API (HTTP %s): this key waits %.0f s (attempt %d of %d)",
+                              method, url, response.status_code, outcome.wait, attempt, self.retry.max_attempts)
                 last_problem = Cin7ThrottledError(
                     f"throttled ({response.status_code}); waited out {self.retry.max_attempts} times",
                     instance=self.instance,
@@ -212,11 +221,21 @@ class Cin7Client:
                 continue
             if isinstance(outcome, _Retryable):
                 last_problem = outcome.error
-                self._wait(self._backoff(attempt))
+                self._retry_after_failure(method, url, attempt, last_problem)
                 continue
             return outcome.value
         assert last_problem is not None
         raise last_problem
+
+    def _retry_after_failure(self, method: str, url: str, attempt: int, problem: Cin7Error) -> None:
+        """Log the failed attempt with its URL and back off, except after the last one: waiting then only delays
+        the error (a sandbox that is down used to cost 30 s of silence at the end)."""
+        if attempt >= self.retry.max_attempts:
+            return
+        wait = self._backoff(attempt)
+        _log.warning("%s %s failed (attempt %d of %d): %s; retrying in %.1f s", method, url, attempt,
+                     self.retry.max_attempts, problem.reason, wait)
+        self._wait(wait)
 
     def _backoff(self, attempt: int) -> float:
         return min(self.retry.backoff_cap, self.retry.backoff_base * 2 ** (attempt - 1))
@@ -252,7 +271,8 @@ class Cin7Client:
                 wait = self.retry.throttle_wait_default
             return _Throttle(min(wait, self.retry.throttle_wait_cap))
         if status >= 500:
-            return _Retryable(Cin7ServerError(f"server error: {text.strip()[:200]}", **where))
+            at = self.base_url + endpoint.lstrip("/")
+            return _Retryable(Cin7ServerError(f"server error (HTTP {status} from {at}): {text.strip()[:200]}", **where))
         content_type = response.headers.get("content-type", "")
         if "html" in content_type or text.lstrip().startswith("<"):
             # Cin7 answers a wrong path with a 200 HTML page; an outage page looks the same.

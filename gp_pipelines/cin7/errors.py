@@ -11,6 +11,7 @@ class Cin7Error(RuntimeError):
         super().__init__(f"{where}: {message}" if where else message)
         self.instance = instance
         self.endpoint = endpoint
+        self.reason = message  # without the "[instance] endpoint:" prefix, for messages that say where themselves
         self.status = status
 
 

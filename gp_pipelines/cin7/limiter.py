@@ -10,6 +10,7 @@ on the database's clock. Keys are stored only as a hash.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections import deque
@@ -24,6 +25,18 @@ CIN7_CALLS_PER_WINDOW = 60
 CIN7_WINDOW_SECONDS = 60.0
 # Stay a little under the published limit: the server's window and ours start at slightly different instants.
 DEFAULT_SAFETY_MARGIN = 2
+# A wait longer than this is logged (INFO): a run waiting 52 s for its budget says so instead of looking hung.
+LOGGED_WAIT_SECONDS = 2.0
+
+_log = logging.getLogger(__name__)
+
+
+def log_wait(seconds: float, label: str, calls: int, window: float) -> None:
+    """'waiting 52 s for the au rate limit (58 calls/min)', when the wait is long enough to notice."""
+    if seconds < LOGGED_WAIT_SECONDS:
+        return
+    budget = f"{calls} calls/min" if window == 60 else f"{calls} calls per {window:g} s"
+    _log.info("waiting %.0f s for the %s rate limit (%s)", seconds, label or "API", budget)
 
 
 def key_fingerprint(account_id: str, application_key: str) -> str:
@@ -47,9 +60,11 @@ class LocalRateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        label: str = "",
     ):
         self.calls = calls
         self.window = window_seconds
+        self.label = label  # named in wait messages (the instance); keys are never shown
         self._clock = clock
         self._sleep = sleep
         self._log: dict[str, deque[float]] = {}
@@ -68,6 +83,7 @@ class LocalRateLimiter:
                     return waited
                 # At least a microsecond, so float rounding can never leave us waiting zero forever.
                 wait = max(log[0] + self.window - now, 1e-6)
+            log_wait(wait, self.label, self.calls, self.window)
             self._sleep(wait)
             waited += wait
 
@@ -84,9 +100,11 @@ class PostgresRateLimiter:
         window_seconds: float = CIN7_WINDOW_SECONDS,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        label: str = "",
     ):
         self.calls = calls
         self.window = window_seconds
+        self.label = label  # named in wait messages (the instance); keys are never shown
         self._sleep = sleep
         self._conn = psycopg.connect(database_url, autocommit=True)
         ensure_limiter_table(self._conn)
@@ -100,6 +118,7 @@ class PostgresRateLimiter:
             wait = self._try_record(key_id)
             if wait <= 0:
                 return waited
+            log_wait(wait, self.label, self.calls, self.window)
             self._sleep(wait)
             waited += wait
 

@@ -64,6 +64,7 @@ requests including retries; `list_calls` and `detail_calls` the logical calls th
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -99,6 +100,36 @@ MAX_FAILED_IN_A_ROW = 3  # detail reads failing one after another (after their r
 CLOCK_STEP_TOLERANCE = timedelta(seconds=60)  # the API's clock against ours moved back more than this: a step
 MODES = ("incremental", "reconcile", "full")  # full = reconcile + every document read again
 _NOT_FOUND = re.compile(r"not found", re.IGNORECASE)
+PROGRESS_SECONDS = 10.0  # a long walk or detail read logs how far it got at most this often
+_log = logging.getLogger(__name__)
+
+
+class _Progress:
+    """Logs (INFO) how far a long step got, with an estimate of the time left from the pace so far: a run that
+    reads 3,000 documents at 58 calls a minute says so, instead of an hour of silence."""
+
+    def __init__(self, what: str, unit: str, total: int | None):
+        self.what, self.unit, self.total = what, unit, total
+        self.started = self.last = time.monotonic()
+
+    def done(self, count: int) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_SECONDS:
+            return
+        self.last = now
+        if self.total:
+            left = (now - self.started) / max(count, 1) * max(self.total - count, 0)
+            _log.info("%s: %s %d of %d, about %s left", self.what, self.unit, count, self.total, _duration(left))
+        else:
+            _log.info("%s: %s %d so far", self.what, self.unit, count)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def since_text(moment: datetime) -> str:
@@ -321,10 +352,14 @@ class _EntitySync:
             last: Page | None = None
             stable = True
             pages = 0
+            progress = _Progress(f"{self.instance}/{entity.name}", "list pages walked", None)
             for page in self.client.walk_pages(entity.path, entity.list_key, self._list_params(since),
                                                page_size=entity.page_size):
                 self.result.list_calls += 1
                 pages += 1
+                if page.total is not None:
+                    progress.total = max(1, math.ceil(page.total / entity.page_size))
+                progress.done(pages)
                 if first_total is None:
                     first_total = page.total
                 elif page.total != first_total:
@@ -403,6 +438,9 @@ class _EntitySync:
         if not entity.has_detail:
             return
         after, failed_in_a_row = "", 0
+        read = 0
+        progress = _Progress(f"{self.instance}/{entity.name}", "documents fetched",
+                             store.pending_count(conn, self.instance, entity) - len(self._failed))
         while True:
             batch = store.next_pending(conn, self.instance, entity, DETAIL_BATCH, after=after, skip=self._failed)
             if not batch:
@@ -433,6 +471,8 @@ class _EntitySync:
                         continue
                     self.result.detail_calls += 1
                     failed_in_a_row = 0
+                    read += 1
+                    progress.done(read)
                     if not isinstance(doc, dict):
                         self._failed.append(pending.id)
                         self._last_error = Cin7ResponseError("expected a document object",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -27,7 +28,8 @@ from gp_pipelines.cin7.limiter import (
 )
 from gp_pipelines.cin7.store import ensure_cache_schema
 from gp_pipelines.cin7.sync import MODES, SyncRules, estimate_full_read, sync_entity
-from gp_pipelines.config import ConfigError, load_config
+from gp_pipelines.cli_support import CommandError, Parser, add_debug_flags, explain, non_negative_int, run_command
+from gp_pipelines.config import load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,11 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, default="incremental",
                         help="incremental follows the change feed; reconcile walks every list whole and marks "
                         "deletions; full also re-reads every document (its cost is printed first)")
-    parser.add_argument("--sweep", type=int, default=None, metavar="N",
+    parser.add_argument("--sweep", type=non_negative_int, default=None, metavar="N",
                         help="records to re-verify per entity (default: the engine's share of the run)")
     parser.add_argument("--no-wait", action="store_true",
                         help="skip an (instance, entity) another sync is running instead of waiting for it")
-    parser.add_argument("--calls-per-minute", type=int, default=None,
+    parser.add_argument("--calls-per-minute", type=non_negative_int, default=None,
                         help="budget per application key, shared through PostgreSQL (default: the instance's "
                         "calls_per_minute from the config; 0 = no limiter, for sandboxes and benchmarks)")
     parser.add_argument("--accept-deletions", action="store_true",
@@ -61,30 +63,27 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run_sync_command(args: argparse.Namespace) -> int:
-    try:
-        config = load_config()
-        instances = [config.instance(key) for key in (args.instance or config.instance_keys)]
-        entities = [entity(name) for name in (args.entity or list(ENTITIES))]
-    except (ConfigError, KeyError) as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return 2
+    config = load_config()
+    instances = [config.instance(key) for key in (args.instance or config.instance_keys)]
+    unknown = [name for name in args.entity or [] if name not in ENTITIES]
+    if unknown:
+        raise CommandError(f"unknown entity {', '.join(map(repr, unknown))} (the entity registry): use one of "
+                           f"{', '.join(ENTITIES)}")
+    entities = [entity(name) for name in (args.entity or list(ENTITIES))]
     missing = [name for inst in instances for name in inst.application_key_env if not os.environ.get(name)]
     if missing:
-        print("error: application keys not set in the environment: " + ", ".join(missing), file=sys.stderr)
-        return 2
+        raise CommandError("application key variable(s) not set (the environment): " + ", ".join(missing)
+                           + ": export them (for the sandbox: source the env file `dev` writes)")
     database_url = database.database_url()
-    try:
-        ensure_cache_schema(database_url)
-    except psycopg.OperationalError as exc:
-        print(f"error: cannot reach the platform database ({str(exc).strip().splitlines()[0]}); check "
-              "GP_DATABASE_URL", file=sys.stderr)
-        return 2
+    ensure_cache_schema(database_url)  # an unreachable database: one line from the CLI's handler, exit 2
+    _show_progress()
     rules = SyncRules.from_config(config.cache, accept_deletions=args.accept_deletions)
     failures = 0
     for instance in instances:
         budget = instance.calls_per_minute if args.calls_per_minute is None else args.calls_per_minute
         limiter: RateLimiter = (
-            PostgresRateLimiter(database_url, calls=budget) if budget > 0 else LocalRateLimiter(10**9, 1.0)
+            PostgresRateLimiter(database_url, calls=budget, label=instance.key) if budget > 0
+            else LocalRateLimiter(10**9, 1.0)
         )
         try:
             with client_from_environment(instance, limiter) as client:
@@ -100,11 +99,11 @@ def run_sync_command(args: argparse.Namespace) -> int:
                                              sweep=args.sweep, wait_for_lock=not args.no_wait, rules=rules,
                                              max_calls=config.cache.full_read_max_calls, estimate=estimate)
                     except Cin7AuthError as exc:
-                        print(f"{instance.key}: {exc}", file=sys.stderr, flush=True)
+                        print(f"error: {explain(exc)}", file=sys.stderr, flush=True)
                         failures += 1
                         break  # every call of this instance would fail the same way
                     except Cin7Error as exc:
-                        print(f"{instance.key}/{item.name}: failed: {exc}", file=sys.stderr, flush=True)
+                        print(f"{instance.key}/{item.name}: failed: {explain(exc)}", file=sys.stderr, flush=True)
                         failures += 1
                         continue
                     except psycopg.Error as exc:
@@ -130,10 +129,25 @@ def run_sync_command(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _show_progress() -> None:
+    """Rate-limit waits, retries and page/document progress (INFO from the client, limiter and engine) on
+    stderr: a sync that waits 52 s says so instead of looking hung."""
+    logger = logging.getLogger("gp_pipelines.cin7")
+    if not any(getattr(handler, "_gp_progress", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._gp_progress = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gp_pipelines.cin7.sync_cli", description=__doc__)
+    parser = Parser(prog="python -m gp_pipelines.cin7.sync_cli", description=__doc__)
     add_arguments(parser)
-    return run_sync_command(parser.parse_args(argv))
+    add_debug_flags(parser)
+    args = parser.parse_args(argv)
+    return run_command(run_sync_command, args)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from gp_pipelines.cli_support import Parser, add_debug_flags, bounded_number, run_command
 from gp_pipelines.edi.ack import functional_acks, write_acks
 from gp_pipelines.edi.codec import document_from_dict
 from gp_pipelines.edi.errors import X12ReadError
@@ -19,6 +20,8 @@ from gp_pipelines.edi.report import format_report, parse_report
 from gp_pipelines.edi.writer import CountingControlNumbers, EnvelopeSettings, write_interchange
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
+# ISA13/GS06/ST02 control numbers are 1 to 9 digits and never 0.
+control_number = bounded_number(int, 1, 999_999_999, "a control number from 1 to 999999999")
 
 
 def _fail(message: str) -> int:
@@ -113,7 +116,7 @@ def register(subparsers) -> None:
     numbering = argparse.ArgumentParser(add_help=False)
     numbering.add_argument("--partner", help="take control numbers from this partner's PostgreSQL sequence")
     numbering.add_argument("--database-url", help="PostgreSQL URL (default: the platform database)")
-    numbering.add_argument("--start", type=int, default=1, help="first control number without --partner")
+    numbering.add_argument("--start", type=control_number, default=1, help="first control number without --partner")
 
     ack = commands.add_parser("ack", parents=[numbering], help="print the 997 for every group of a file")
     ack.add_argument("file")
@@ -141,10 +144,11 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gp-pipelines")
+    parser = Parser(prog="gp-pipelines")
     register(parser.add_subparsers(dest="command", required=True))
+    add_debug_flags(parser)
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import dagster as dg
 
 from gp_pipelines.config import PlatformConfig
 from gp_pipelines.connectors.zoho import ZohoAnalyticsClient, ZohoCredentials
+from gp_pipelines.problems import OutsideSystem
+from gp_pipelines.resources.failures import failures_named
 from gp_pipelines.warehouse.zoho_export import ExportSettings
 
 
@@ -30,6 +32,7 @@ class ZohoAnalyticsResource(dg.ConfigurableResource):
     throttle_wait_seconds: float = 60.0
     sum_tolerance: float = 0.005
     request_timeout_seconds: float = 120.0
+    credential_variables: str = ""  # comma-separated names, for error messages; never their values
 
     @contextlib.contextmanager
     def client(self) -> Iterator[ZohoAnalyticsClient]:
@@ -44,8 +47,11 @@ class ZohoAnalyticsResource(dg.ConfigurableResource):
             job_timeout_seconds=self.job_timeout_seconds,
             throttle_wait_seconds=self.throttle_wait_seconds,
         )
+        variables = tuple(name for name in self.credential_variables.split(",") if name)
+        target = OutsideSystem("Zoho Analytics", "", self.api_url, variables)
         try:
-            yield client
+            with failures_named(target):  # a Zoho error leaving the block: a Failure naming URL and variables
+                yield client
         finally:
             client.close()
 
@@ -73,6 +79,7 @@ def zoho_resource_from_config(config: PlatformConfig) -> ZohoAnalyticsResource |
         client_id=dg.EnvVar(zoho.client_id_env),
         client_secret=dg.EnvVar(zoho.client_secret_env),
         refresh_token=dg.EnvVar(zoho.refresh_token_env),
+        credential_variables=",".join((zoho.client_id_env, zoho.client_secret_env, zoho.refresh_token_env)),
         daily_unit_budget=zoho.daily_unit_budget,
         table_prefix=zoho.table_prefix,
         max_batch_bytes=zoho.max_batch_bytes,
