@@ -118,10 +118,18 @@ def describe_http_failure(exc: httpx.HTTPError) -> str:
 # -- the platform database ------------------------------------------------------------------------------------
 
 
+def _conninfo(url: str) -> dict:
+    """The parts of a URL or conninfo string; ProgrammingError when it is neither."""
+    try:
+        return psycopg.conninfo.conninfo_to_dict(database.libpq_url(url) if "://" in url else url)
+    except ValueError as exc:  # urllib's own complaint ("Invalid IPv6 URL"), before libpq sees it
+        raise psycopg.ProgrammingError(str(exc)) from exc
+
+
 def database_location(url: str) -> str:
     """host, port, database and user of a URL or conninfo string: never its password."""
     try:
-        info = psycopg.conninfo.conninfo_to_dict(database.libpq_url(url) if "://" in url else url)
+        info = _conninfo(url)
     except psycopg.ProgrammingError:
         return "a URL that is not a valid PostgreSQL URL"
     host = str(info.get("host") or "localhost")
@@ -152,7 +160,7 @@ def describe_database_failure(exc: BaseException) -> str:
     if explicit:
         password = ""
         with contextlib.suppress(psycopg.ProgrammingError):
-            password = str(psycopg.conninfo.conninfo_to_dict(database.libpq_url(explicit)).get("password") or "")
+            password = str(_conninfo(explicit).get("password") or "")
         return (f"cannot reach the platform database ({database.DATABASE_URL_ENV}: {database_location(explicit)}): "
                 f"{_database_reason(exc, [password])}: start that server or correct {database.DATABASE_URL_ENV} "
                 "(unset it to use the embedded server)")
@@ -167,7 +175,7 @@ def describe_bad_database_url(exc: BaseException) -> str | None:
     if not explicit:
         return None
     try:
-        psycopg.conninfo.conninfo_to_dict(database.libpq_url(explicit) if "://" in explicit else explicit)
+        _conninfo(explicit)
     except psycopg.ProgrammingError as bad:
         reason = _database_reason(bad, [explicit])
         return (f"{database.DATABASE_URL_ENV} is not a PostgreSQL URL ({reason}): set it to "

@@ -129,14 +129,21 @@ def run_sync_command(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (a test's capture, a redirect), not the one at setup."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _show_progress() -> None:
     """Rate-limit waits, retries and page/document progress (INFO from the client, limiter and engine) on
     stderr: a sync that waits 52 s says so instead of looking hung."""
     logger = logging.getLogger("gp_pipelines.cin7")
-    if not any(getattr(handler, "_gp_progress", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(handler, _CurrentStderr) for handler in logger.handlers):
+        handler = _CurrentStderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._gp_progress = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)

@@ -205,7 +205,7 @@ def test_orders_route_since_lists_then_routes_sales_before_the_start_line(world,
     assert main(["orders", "show", old["Order"]["SaleOrderNumber"]]) == 0
     shown = capsys.readouterr().out
     assert "· → new: admitted by operator:" in shown and "→ sent_to_3pl" in shown and "fulfilment 1" in shown
-    assert main(["outbox", "requeue", "nope:key"]) == 1
+    assert main(["outbox", "requeue", "nope:key"]) == 2  # an unknown key: one line, exit 2
     assert "no outbox item has the key 'nope:key'" in capsys.readouterr().err
 
 
