@@ -57,10 +57,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
-from typing import Any, BinaryIO, TypeVar
-
-import asyncssh
-from asyncssh.constants import FILEXFER_TYPE_DIRECTORY, FILEXFER_TYPE_REGULAR, FILEXFER_TYPE_SYMLINK
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from gp_pipelines.config import ConfigError, TransportConfig
 from gp_pipelines.connectors.transport_base import (
@@ -100,6 +97,24 @@ __all__ = [
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
+
+
+if TYPE_CHECKING:
+    import asyncssh
+else:
+
+    class _ImportedOnFirstUse:
+        """asyncssh, imported when an SFTP transport first uses it: importing it takes a tenth of a second and
+        forks ldconfig and gcc (ctypes.util.find_library), in every process that loads the code location,
+        while only partners on SFTP need it."""
+
+        def __getattr__(self, name: str) -> Any:
+            import asyncssh as module
+
+            globals()["asyncssh"] = module  # from now on the name is the module itself
+            return getattr(module, name)
+
+    asyncssh = _ImportedOnFirstUse()
 
 T = TypeVar("T")
 
@@ -355,7 +370,7 @@ class _LoopThread:
             self.loop.close()
 
 
-_Action = Callable[[asyncssh.SFTPClient], Coroutine[Any, Any, T]]
+_Action = Callable[["asyncssh.SFTPClient"], Coroutine[Any, Any, T]]
 
 
 async def _lstat_remote(sftp: asyncssh.SFTPClient, path: bytes) -> asyncssh.SFTPAttrs | None:
@@ -367,8 +382,8 @@ async def _lstat_remote(sftp: asyncssh.SFTPClient, path: bytes) -> asyncssh.SFTP
 
 async def _refuse_remote(sftp: asyncssh.SFTPClient, path: bytes, attrs: asyncssh.SFTPAttrs, kind: str) -> None:
     """Raise the refusal unless `attrs` (an lstat) is a folder or a regular file as `kind` asks."""
-    wanted = FILEXFER_TYPE_DIRECTORY if kind == "a folder" else FILEXFER_TYPE_REGULAR
-    if attrs.type == FILEXFER_TYPE_SYMLINK:
+    wanted = asyncssh.FILEXFER_TYPE_DIRECTORY if kind == "a folder" else asyncssh.FILEXFER_TYPE_REGULAR
+    if attrs.type == asyncssh.FILEXFER_TYPE_SYMLINK:
         target = None
         with contextlib.suppress(asyncssh.SFTPError):
             target = await sftp.readlink(path)
@@ -578,7 +593,7 @@ class SftpTransport(Transport):
         async def upload(sftp: asyncssh.SFTPClient) -> None:
             await self._folder(sftp, self._outbound_parts, create=True)  # the partner's inbox, first use
             existing = await _lstat_remote(sftp, target)
-            if existing is not None and existing.type == FILEXFER_TYPE_SYMLINK:
+            if existing is not None and existing.type == asyncssh.FILEXFER_TYPE_SYMLINK:
                 await _refuse_remote(sftp, target, existing, "a regular file")
             try:
                 async with sftp.open(temp, "xb") as handle:
@@ -605,7 +620,7 @@ class SftpTransport(Transport):
             for entry in await sftp.readdir(_joined(*self._inbound_parts)):
                 raw = entry.filename if isinstance(entry.filename, bytes) else _raw(entry.filename)
                 # The server lstats entries: a symlink is its own type, never REGULAR.
-                if is_visible_name(_decoded(raw)) and entry.attrs.type == FILEXFER_TYPE_REGULAR:
+                if is_visible_name(_decoded(raw)) and entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR:
                     files.append(RemoteFile.from_raw(raw, entry.attrs.size or 0, _modified(entry.attrs.mtime)))
             return files
 
@@ -632,7 +647,7 @@ class SftpTransport(Transport):
             async with await self._step(sftp.open(path, "rb")) as handle:
                 # What was opened, stat'ed through the handle: the lstat above cannot see a swap in between.
                 opened = await self._step(handle.stat())
-                if opened.type != FILEXFER_TYPE_REGULAR:
+                if opened.type != asyncssh.FILEXFER_TYPE_REGULAR:
                     raise _wrong_kind(path)
                 while chunk := await self._step(handle.read(chunk_size, digest.size)):
                     digest.add(chunk)
@@ -650,7 +665,7 @@ class SftpTransport(Transport):
             if await self._inbound_file(sftp, raw) is None:
                 if await self._folder(sftp, archive_parts):
                     moved = await _lstat_remote(sftp, _joined(*archive_parts, raw))
-                    if moved is not None and moved.type == FILEXFER_TYPE_REGULAR:
+                    if moved is not None and moved.type == asyncssh.FILEXFER_TYPE_REGULAR:
                         return  # moved by an earlier call
                 raise asyncssh.SFTPNoSuchFile("no such file in the inbound folder or its archive")
             await self._folder(sftp, archive_parts, create=True)

@@ -38,10 +38,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import psycopg
 
 from gp_pipelines.connectors.zoho import (
@@ -55,6 +53,10 @@ from gp_pipelines.schema.model import EXPORTS_SCHEMA
 from gp_pipelines.warehouse.analytics import ANALYTICS_VIEWS
 from gp_pipelines.warehouse.checks import Scope, absent_instance_reasons, markdown_table
 from gp_pipelines.warehouse.schema import ANALYTICS_SCHEMA
+
+if TYPE_CHECKING:  # pandas and numpy are imported where a frame is made: the code location loads without them
+    import numpy as np
+    import pandas as pd
 
 X = EXPORTS_SCHEMA
 STANDBY_SUFFIX = "__standby"
@@ -215,6 +217,8 @@ def format_cell(pg_type: str, value: Any) -> str:
 
 def text_frame(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """Rows from PostgreSQL as a frame of CSV text, one column per (name, PostgreSQL type)."""
+    import pandas as pd
+
     # Straight from the tuples: a DataFrame built first would turn a nullable integer column into floats.
     data = {name: [format_cell(pg_type, row[i]) for row in rows] for i, (name, pg_type) in enumerate(columns)}
     return pd.DataFrame(data, columns=[name for name, _ in columns], dtype=object)
@@ -240,6 +244,9 @@ def row_keys(frame: pd.DataFrame, key_columns: Sequence[str]) -> pd.Series:
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     """A 64-bit hash per row of the text frame (pandas' stable, keyed hash), as int64 for PostgreSQL."""
+    import numpy as np
+    import pandas as pd
+
     if frame.empty:
         return np.zeros(0, dtype=np.int64)
     return pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)
@@ -566,6 +573,18 @@ def warehouse_aggregates(conn: psycopg.Connection, spec: ExportSpec) -> Aggregat
 # -- reading the warehouse -------------------------------------------------------------------------------------
 
 
+def _empty_keys() -> pd.Series:
+    import pandas as pd
+
+    return pd.Series(dtype=object)
+
+
+def _empty_hashes() -> np.ndarray:
+    import numpy as np
+
+    return np.zeros(0, dtype=np.int64)
+
+
 @dataclass
 class Snapshot:
     """One consistent read of a view: its rows as CSV text, hashes, and the verification figures."""
@@ -575,8 +594,8 @@ class Snapshot:
     frame: pd.DataFrame
     expected: Aggregates
     content_hash: str = ""
-    keys: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
-    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    keys: pd.Series = field(default_factory=_empty_keys)
+    hashes: np.ndarray = field(default_factory=_empty_hashes)
 
     @property
     def zoho_columns(self) -> list[tuple[str, str]]:
@@ -858,6 +877,8 @@ def export_view(database_url: str, client: ZohoAnalyticsClient, view: str, setti
             reuse_standby = False  # the view is empty: start from a fresh, empty standby
         frame = snapshot.frame
         if plan.import_type == "updateadd":
+            import numpy as np
+
             frame = snapshot.frame[np.array(changed_mask, dtype=bool)]
         batches = csv_batches(frame, settings.max_batch_bytes, label=view) if plan.import_type else []
         units = batch_units(batches, plan.import_type) if plan.import_type else 0
