@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from gp_pipelines import database, local_state
+from gp_pipelines.cli_support import non_negative_int, port_number, positive_int
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
@@ -240,14 +241,14 @@ def _stop_child(process: subprocess.Popen) -> None:
 def register(commands) -> None:
     demo = commands.add_parser("demo", help="run the main job for every instance against the sandbox")
     demo.add_argument("--size", default="small", choices=["small", "medium", "large"])
-    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--seed", type=non_negative_int, default=42)
     demo.set_defaults(func=_cmd_demo)
 
     dev = commands.add_parser("dev", help="embedded PostgreSQL, the sandbox and the Dagster UI")
-    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
-    dev.add_argument("--sandbox-port", type=int, default=8765)
+    dev.add_argument("--port", type=port_number, default=3000, help="Dagster UI port (default 3000)")
+    dev.add_argument("--sandbox-port", type=port_number, default=8765)
     dev.add_argument("--size", default="small", choices=["small", "medium", "large"])
-    dev.add_argument("--seed", type=int, default=42)
+    dev.add_argument("--seed", type=non_negative_int, default=42)
     dev.add_argument("--reset", action="store_true",
                      help="sandbox mode: also clear the partner files kept from earlier sessions (every start "
                      "is a new sandbox world with empty state anyway)")
@@ -264,12 +265,12 @@ def register(commands) -> None:
     sandbox = commands.add_parser("sandbox", help="local stand-ins for the outside systems")
     sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_commands.add_parser("serve", help="serve the Cin7 Core sandbox until Ctrl-C")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--ecb-port", type=int, default=8766, help="port of the ECB rates sandbox")
-    serve.add_argument("--zoho-port", type=int, default=0, help="port of the Zoho Analytics sandbox (0: a free one)")
-    serve.add_argument("--seed", type=int, default=42)
+    serve.add_argument("--port", type=port_number, default=8765)
+    serve.add_argument("--ecb-port", type=port_number, default=8766, help="port of the ECB rates sandbox")
+    serve.add_argument("--zoho-port", type=port_number, default=0, help="port of the Zoho Analytics sandbox (0: a free one)")
+    serve.add_argument("--seed", type=non_negative_int, default=42)
     serve.add_argument("--size", default="small", choices=["small", "medium", "large"])
-    serve.add_argument("--rate-limit", type=int, default=60, help="calls per 60 s per application key")
+    serve.add_argument("--rate-limit", type=positive_int, default=60, help="calls per 60 s per application key")
     serve.add_argument("--throttle-mode", default="429", choices=["429", "503", "400"])
     serve.add_argument("--faults", default="", help="seeded fault schedule, e.g. throttle=0.05,error500=0.02")
     serve.add_argument("--write-config", metavar="PATH", help="also write a platform config and PATH.env")

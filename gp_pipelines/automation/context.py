@@ -129,7 +129,7 @@ def context_from_environment(config: PlatformConfig, database_url: str, *, actor
 
         def from_keys(key: str) -> Cin7Client:
             instance = config.instance(key)
-            limiter = PostgresRateLimiter(database_url, calls=instance.calls_per_minute)
+            limiter = PostgresRateLimiter(database_url, calls=instance.calls_per_minute, label=instance.key)
             stack.callback(limiter.close)
             return client_from_environment(instance, limiter, environ)
 
