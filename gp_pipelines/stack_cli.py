@@ -267,7 +267,8 @@ def register(commands) -> None:
     serve = sandbox_commands.add_parser("serve", help="serve the Cin7 Core sandbox until Ctrl-C")
     serve.add_argument("--port", type=port_number, default=8765)
     serve.add_argument("--ecb-port", type=port_number, default=8766, help="port of the ECB rates sandbox")
-    serve.add_argument("--zoho-port", type=port_number, default=0, help="port of the Zoho Analytics sandbox (0: a free one)")
+    serve.add_argument("--zoho-port", type=port_number, default=0,
+                       help="port of the Zoho Analytics sandbox (0: a free one)")
     serve.add_argument("--seed", type=non_negative_int, default=42)
     serve.add_argument("--size", default="small", choices=["small", "medium", "large"])
     serve.add_argument("--rate-limit", type=positive_int, default=60, help="calls per 60 s per application key")
